@@ -1,0 +1,3 @@
+from fimble.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The `fimble` command line."""

@@ -1,0 +1,97 @@
+"""`fimble complete FILE:LINE:COL`: the same pipeline as the LSP handler, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from fimble.cli.main import print_json
+from fimble.completion.pipeline import CompletionRequest, complete
+from fimble.documents.document import Document
+from fimble.documents.languages import language_from_path
+from fimble.errors import DocumentError
+from fimble.model.backend import CancelToken
+from fimble.model.runtime import ModelRuntime
+from fimble.settings import Settings
+
+_LOCATION = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+)$")
+
+
+def parse_location(text: str) -> tuple[Path, int, int]:
+    m = _LOCATION.match(text)
+    if not m:
+        raise DocumentError(f"Expected FILE:LINE:COL (1-based), got {text!r}.")
+    return Path(m["file"]), int(m["line"]), int(m["col"])
+
+
+def read_document(path: Path) -> Document:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{path} is not UTF-8 text (byte {exc.start} is invalid).") from None
+    return Document(uri=path.resolve().as_uri(), text=text, language_id=language_from_path(path))
+
+
+def cursor_offset(doc: Document, line: int, col: int) -> int:
+    """String index of a 1-based LINE:COL, COL counted in characters."""
+    if line < 1 or col < 1:
+        raise DocumentError(f"LINE and COL are 1-based; got {line}:{col}.")
+    if line > doc.line_count:
+        raise DocumentError(f"Line {line} is past the end of the file ({doc.line_count} lines).")
+    text = doc.line(line - 1)
+    if col > len(text) + 1:
+        raise DocumentError(f"Column {col} is past the end of line {line} ({len(text)} characters).")
+    return doc.offset_at(line - 1, 0) + col - 1
+
+
+def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    path, line, col = parse_location(args.location)
+    doc = read_document(path)
+    offset = cursor_offset(doc, line, col)
+    settings = Settings.from_env().merged(overrides)
+    runtime = ModelRuntime()
+    try:
+        runtime.load(settings)
+        backend = runtime.backend_sync()
+        request = CompletionRequest(
+            text=doc.text, offset=offset, language_id=doc.language_id, path=path.name, settings=settings
+        )
+        result = runtime.run_sync(lambda b: complete(b, request, CancelToken()))
+    finally:
+        runtime.shutdown()
+    info = backend.info
+    if args.show_prompt:
+        print("----- prompt -----", file=sys.stderr)
+        print(result.prompt.labelled(), file=sys.stderr)
+        print("----- end of prompt -----", file=sys.stderr)
+    stats = result.stats()
+    if args.json:
+        print_json(
+            {
+                "suggestion": result.text,
+                "raw": result.generation.text,
+                "model": info.name,
+                "format": info.format.name,
+                "load_ms": round(info.load_ms, 1),
+                **stats,
+                "prompt_parts": [{"source": p.source, "tokens": p.tokens} for p in result.prompt.parts],
+                **({"prompt": result.prompt.text()} if args.show_prompt else {}),
+            }
+        )
+    else:
+        sys.stdout.write(result.text + ("\n" if result.text and not result.text.endswith("\n") else ""))
+        print(
+            f"[{info.name}, {info.format.name}] load {info.load_ms:.0f} ms | prompt {stats['prompt_tokens']} tok "
+            f"(reused {stats['reused_tokens']}) {stats['prompt_eval_ms']} ms | generated {stats['generated_tokens']} "
+            f"tok {stats['generate_ms']} ms ({stats['tokens_per_second']} tok/s, {stats['stop_reason']}) | "
+            f"build {stats['prompt_build_ms']} ms, filters {stats['filters_ms']} ms, total {stats['total_ms']} ms",
+            file=sys.stderr,
+        )
+    return 0

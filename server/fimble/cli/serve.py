@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from fimble.cli.main import EXIT_USAGE, setup_logging
+
+
+def run_serve(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from fimble.lsp.server import create_server
+
+    setup_logging(args.log_level, args.log_file)
+    server = create_server(overrides)
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            print(f"fimble: --tcp expects HOST:PORT, got {args.tcp!r}", file=sys.stderr)
+            return EXIT_USAGE
+        server.start_tcp(host or "127.0.0.1", int(port))
+        return 0
+    # The protocol owns fd 1. Anything else that writes to stdout (llama.cpp's C logging, a stray print) would
+    # corrupt the JSON-RPC stream, so the protocol gets a private copy and fd 1 is pointed at stderr.
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    server.start_io(stdin=sys.stdin.buffer, stdout=protocol_out)
+    return 0

@@ -1,0 +1,1 @@
+"""The completion pipeline: cursor -> context -> prompt -> model -> filters -> suggestion."""

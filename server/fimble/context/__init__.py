@@ -1,0 +1,1 @@
+"""Context sources: what the prompt holds besides the cursor window."""

@@ -1,0 +1,332 @@
+"""The fimble language server: document sync, model lifecycle and the completion features.
+
+Each handler translates protocol to a plain call (`fimble.completion.pipeline.complete`) and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from fimble import __version__
+from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
+from fimble.documents import Document, DocumentStore
+from fimble.errors import FimbleError, SettingsError
+from fimble.lsp.convert import field, offset_of, position_of, rpc_error, to_plain
+from fimble.model.runtime import Cancelled, ModelRuntime, State
+from fimble.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATUS = "fimble/status"
+DEBUG_PROMPT = "fimble/debugPrompt"
+CONFIG_SECTION = "fimble"
+_REPEAT_MESSAGE_S = 30.0
+
+
+class FimbleServer(LanguageServer):
+    def __init__(self, cli_overrides: dict[str, Any] | None = None, runtime: ModelRuntime | None = None) -> None:
+        super().__init__("fimble", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.store = DocumentStore()
+        self.runtime = runtime or ModelRuntime()
+        self.cli_overrides = cli_overrides or {}
+        self.init_options: dict[str, Any] = {}
+        self.workspace_settings: dict[str, Any] = {}
+        self.settings = self._compose_settings()
+        self.root: Path | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._last_message: tuple[str, float] = ("", 0.0)
+        self.runtime.on_status(self._on_model_status)
+
+    # -- settings ----------------------------------------------------------------------------------------
+    def _compose_settings(self) -> Settings:
+        settings = Settings.from_env()
+        for layer in (self.init_options, self.workspace_settings, self.cli_overrides):
+            settings = settings.merged(layer)
+        return settings
+
+    def update_settings(self) -> bool:
+        """Recompute settings; returns True when the model must be loaded again."""
+        try:
+            self.settings = self._compose_settings()
+        except SettingsError as exc:
+            self.show_error(str(exc))
+            return False
+        return self.runtime.needs_reload(self.settings)
+
+    async def pull_configuration(self) -> None:
+        caps = self.client_capabilities.workspace
+        if not (caps and caps.configuration):
+            return
+        try:
+            result = await asyncio.wait_for(
+                self.workspace_configuration_async(
+                    types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])
+                ),
+                timeout=5,
+            )
+        except Exception as exc:  # a client that fails this request still gets defaults
+            log.warning("workspace/configuration failed: %s", exc)
+            return
+        if result and isinstance(result[0], dict):
+            self.workspace_settings = result[0]
+
+    # -- messages ----------------------------------------------------------------------------------------
+    def notify_status(self, state: str, message: str, **extra: Any) -> None:
+        payload = {"state": state, "message": message, **extra}
+        info = self.runtime.loaded.info if self.runtime.loaded else None
+        if info is not None:
+            payload.setdefault("model", info.name)
+        self.protocol.notify(STATUS, payload)
+
+    def show_error(self, message: str) -> None:
+        """window/showMessage, but the same message at most once per 30 s (it may fire on every keystroke)."""
+        now = time.monotonic()
+        last, when = self._last_message
+        if message == last and now - when < _REPEAT_MESSAGE_S:
+            return
+        self._last_message = (message, now)
+        self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=f"fimble: {message}"))
+
+    def _on_model_status(self, state: State, message: str) -> None:
+        # Called on the model worker thread; protocol writes belong to the event loop.
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def send() -> None:
+            if state == "ready":
+                log.info("%s", message)
+                self.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=message))
+            if state == "error":
+                self.show_error(message)
+            self.notify_status(state, message)
+
+        loop.call_soon_threadsafe(send)
+
+    # -- model -------------------------------------------------------------------------------------------
+    async def load_model(self) -> None:
+        """(Re)load the model, reporting $/progress when the client supports it."""
+        self.loop = asyncio.get_running_loop()
+        future = self.runtime.load(self.settings)
+        token: str | None = None
+        window = self.client_capabilities.window
+        if window and window.work_done_progress:
+            token = f"fimble-load-{uuid.uuid4()}"
+            try:
+                await asyncio.wait_for(self.work_done_progress.create_async(token), timeout=5)
+                self.work_done_progress.begin(
+                    token,
+                    types.WorkDoneProgressBegin(title="fimble: loading model", message=self.settings.model or ""),
+                )
+            except Exception as exc:
+                log.warning("progress not available: %s", exc)
+                token = None
+        outcome = await asyncio.wrap_future(future)
+        if token is not None:
+            message = f"{outcome.backend.info.name} ready" if outcome.backend else f"failed: {outcome.error}"
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+    # -- documents ---------------------------------------------------------------------------------------
+    def document(self, uri: str) -> Document:
+        try:
+            return self.store.get(uri)
+        except FimbleError as exc:
+            raise rpc_error(exc) from None
+
+    def relative_path(self, uri: str) -> str:
+        parsed = urlparse(uri)
+        path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(parsed.path or uri)
+        if self.root is not None:
+            try:
+                return path.relative_to(self.root).as_posix()
+            except ValueError:
+                pass
+        return path.name
+
+    # -- completion --------------------------------------------------------------------------------------
+    def completion_request(self, doc: Document, offset: int) -> CompletionRequest:
+        return CompletionRequest(
+            text=doc.text,
+            offset=offset,
+            language_id=doc.language_id,
+            path=self.relative_path(doc.uri),
+            settings=self.settings,
+            repo=self.root.name if self.root else "",
+        )
+
+    async def complete_at(self, uri: str, position: types.Position) -> Completion | None:
+        """Run the pipeline at a position; None when a newer request for the document superseded this one."""
+        doc = self.document(uri)
+        try:
+            offset = offset_of(doc, position)
+        except FimbleError as exc:
+            raise rpc_error(exc) from None
+        request = self.completion_request(doc, offset)
+        cancel = self.runtime.token_for(uri, self.settings.time_budget_ms)
+        self.notify_status("generating", "generating")
+        try:
+            result = await self.runtime.run(lambda backend: complete(backend, request, cancel), cancel)
+        except Cancelled:
+            return None
+        except FimbleError as exc:
+            self.show_error(str(exc))
+            self.notify_status("error", str(exc))
+            raise rpc_error(exc) from None
+        g = result.generation
+        self.notify_status(
+            "ready",
+            "ready",
+            latencyMs=round(result.timings_ms["total"]),
+            tokensPerSecond=round(g.tokens_per_second, 1),
+        )
+        log.info("completion %s", result.stats())
+        return result
+
+    async def debug_prompt(self, uri: str, position: types.Position) -> dict[str, Any]:
+        doc = self.document(uri)
+        try:
+            offset = offset_of(doc, position)
+        except FimbleError as exc:
+            raise rpc_error(exc) from None
+        request = self.completion_request(doc, offset)
+        cancel = self.runtime.token_for(None)
+        try:
+            prompt = await self.runtime.run(lambda backend: build_prompt(backend, request), cancel)
+        except FimbleError as exc:
+            raise rpc_error(exc) from None
+        return {
+            "format": prompt.format,
+            "prompt": prompt.text(),
+            "tokens": len(prompt.ids),
+            "parts": [{"source": p.source, "tokens": p.tokens, "ms": round(p.ms, 2)} for p in prompt.parts],
+        }
+
+
+def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRuntime | None = None) -> FimbleServer:
+    server = FimbleServer(cli_overrides, runtime)
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: FimbleServer, params: types.InitializeParams) -> None:
+        options = to_plain(params.initialization_options)
+        if isinstance(options, dict):
+            ls.init_options = options.get(CONFIG_SECTION, options) if CONFIG_SECTION in options else options
+        folders = params.workspace_folders or []
+        root_uri = folders[0].uri if folders else params.root_uri
+        if root_uri and root_uri.startswith("file:"):
+            ls.root = Path(unquote(urlparse(root_uri).path))
+        ls.update_settings()
+
+    @server.feature(types.INITIALIZED)
+    async def on_initialized(ls: FimbleServer, params: types.InitializedParams) -> None:
+        ls.loop = asyncio.get_running_loop()
+        await ls.pull_configuration()
+        ls.update_settings()
+        await ls.load_model()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def on_configuration(ls: FimbleServer, params: types.DidChangeConfigurationParams) -> None:
+        pushed = to_plain(params.settings)
+        if isinstance(pushed, dict) and isinstance(pushed.get(CONFIG_SECTION), dict):
+            ls.workspace_settings = pushed[CONFIG_SECTION]
+        else:
+            await ls.pull_configuration()
+        if ls.update_settings():
+            await ls.load_model()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def on_open(ls: FimbleServer, params: types.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        ls.store.open(item.uri, item.text, item.version, item.language_id)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def on_change(ls: FimbleServer, params: types.DidChangeTextDocumentParams) -> None:
+        changes: list[tuple[str, tuple[int, int] | None, tuple[int, int] | None]] = []
+        for change in params.content_changes:
+            if isinstance(change, types.TextDocumentContentChangePartial):
+                r = change.range
+                changes.append((change.text, (r.start.line, r.start.character), (r.end.line, r.end.character)))
+            else:
+                changes.append((change.text, None, None))
+        try:
+            ls.store.change(params.text_document.uri, params.text_document.version, changes)
+        except FimbleError as exc:
+            # A change we cannot apply means our copy is out of sync; say so instead of completing on wrong text.
+            ls.show_error(f"{exc} Close and reopen the file to resynchronise.")
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def on_close(ls: FimbleServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.store.close(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def on_inline_completion(
+        ls: FimbleServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        result = await ls.complete_at(params.text_document.uri, params.position)
+        if result is None or not result.text:
+            return types.InlineCompletionList(items=[])
+        doc = ls.document(params.text_document.uri)
+        start = offset_of(doc, params.position)
+        end = min(len(doc.text), start + result.replace_suffix)
+        item = types.InlineCompletionItem(
+            insert_text=result.text,
+            range=types.Range(start=params.position, end=position_of(doc, end)),
+        )
+        return types.InlineCompletionList(items=[item])
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=[".", "(", " "], resolve_provider=False),
+    )
+    async def on_completion(ls: FimbleServer, params: types.CompletionParams) -> types.CompletionList:
+        result = await ls.complete_at(params.text_document.uri, params.position)
+        if result is None or not result.text:
+            return types.CompletionList(is_incomplete=True, items=[])
+        doc = ls.document(params.text_document.uri)
+        cursor = offset_of(doc, params.position)
+        word_start = cursor
+        while word_start > 0 and (doc.text[word_start - 1].isalnum() or doc.text[word_start - 1] == "_"):
+            word_start -= 1
+        typed = doc.text[word_start:cursor]
+        new_text = typed + result.text
+        end = min(len(doc.text), cursor + result.replace_suffix)
+        first_line = result.text.split("\n", 1)[0]
+        item = types.CompletionItem(
+            label=(typed + first_line).strip()[:80] or result.text.strip()[:80],
+            kind=types.CompletionItemKind.Text,
+            detail="fimble",
+            # The filter text starts with what is already typed, so clients keep the item visible while typing.
+            filter_text=new_text,
+            sort_text="0",
+            insert_text_format=types.InsertTextFormat.PlainText,
+            text_edit=types.TextEdit(
+                range=types.Range(start=position_of(doc, word_start), end=position_of(doc, end)),
+                new_text=new_text,
+            ),
+        )
+        return types.CompletionList(is_incomplete=True, items=[item])
+
+    @server.feature(DEBUG_PROMPT)
+    async def on_debug_prompt(ls: FimbleServer, params: Any) -> dict[str, Any]:
+        uri = field(params, "textDocument", "uri")
+        line = field(params, "position", "line")
+        character = field(params, "position", "character")
+        if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
+            from pygls.exceptions import JsonRpcInvalidParams
+
+            raise JsonRpcInvalidParams("fimble/debugPrompt needs {textDocument: {uri}, position: {line, character}}.")
+        return await ls.debug_prompt(uri, types.Position(line=line, character=character))
+
+    @server.feature(types.SHUTDOWN)
+    def on_shutdown(ls: FimbleServer, params: Any) -> None:
+        ls.runtime.shutdown()
+
+    return server

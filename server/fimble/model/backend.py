@@ -1,0 +1,142 @@
+"""The one interface every model engine implements: load, tokenize, stream a completion with cancel, metadata.
+
+The in-process llama.cpp engine is the first implementation; remote engines implement the same protocol so the
+completion pipeline, prompts, filters and the agent never know which one they talk to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from fimble.prompt.formats import FimFormat, Piece, Special
+
+StopReason = Literal["eos", "stop", "length", "cancelled", "deadline", "context"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    name: str
+    architecture: str
+    format: FimFormat
+    n_ctx: int
+    n_ctx_train: int
+    chat_template: str | None
+    file_size: int
+    load_ms: float = 0.0
+    gpu_layers: int = 0
+    gpu_offload_supported: bool = False
+
+
+@dataclass
+class CancelToken:
+    """Set from any thread; the generating thread checks it between tokens and between prompt batches."""
+
+    _event: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None  # time.monotonic() value
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 64
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    stop_reason: StopReason
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    generated_tokens: int = 0
+    prompt_ms: float = 0.0
+    generate_ms: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / (self.generate_ms / 1000) if self.generate_ms > 0 else 0.0
+
+
+OnText = Callable[[str], None]
+
+
+class ModelBackend(Protocol):
+    info: ModelInfo
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of plain text: no BOS, special-token strings are NOT parsed (they stay text)."""
+        ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def token_id(self, piece: str) -> int | None:
+        """The id of a single vocabulary entry (a special token), or None."""
+        ...
+
+    def encode(self, pieces: Sequence[Piece], add_bos: bool | None = None) -> list[int]:
+        """Token ids of a rendered prompt: text tokenized, specials looked up, BOS as the model wants."""
+        ...
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: GenerationParams,
+        cancel: CancelToken,
+        on_text: OnText | None = None,
+    ) -> GenerationResult: ...
+
+    def close(self) -> None: ...
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int:
+    """Index of the earliest stop string in `text`, or -1."""
+    best = -1
+    for stop in stops:
+        if stop:
+            i = text.find(stop)
+            if i != -1 and (best == -1 or i < best):
+                best = i
+    return best
+
+
+def special_ids(backend: ModelBackend, names: Sequence[str]) -> tuple[set[int], tuple[str, ...]]:
+    """Split stop strings into those that are one vocabulary token (stop by id) and plain text stops."""
+    ids: set[int] = set()
+    texts: list[str] = []
+    for name in names:
+        tid = backend.token_id(name)
+        if tid is not None:
+            ids.add(tid)
+        else:
+            texts.append(name)
+    return ids, tuple(texts)
+
+
+__all__ = [
+    "CancelToken",
+    "GenerationParams",
+    "GenerationResult",
+    "ModelBackend",
+    "ModelInfo",
+    "Special",
+    "find_stop",
+    "special_ids",
+]

@@ -1,0 +1,265 @@
+"""The in-process llama.cpp engine (llama-cpp-python), with KV-cache reuse across requests.
+
+Consecutive prompts share a long prefix (stable context first, the cursor part last), so only the tokens after the
+longest common prefix with the previous prompt are evaluated. The loop checks the cancel token between prompt batches
+and between generated tokens, so a cancelled request stops within one token.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fimble.errors import ContextOverflowError, ModelError
+from fimble.model.backend import (
+    CancelToken,
+    GenerationParams,
+    GenerationResult,
+    ModelInfo,
+    OnText,
+    StopReason,
+    find_stop,
+    special_ids,
+)
+from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
+from fimble.prompt.formats import Piece, Special, select_format
+from fimble.settings import Settings
+
+MAX_AUTO_CTX = 32768
+
+
+def default_threads() -> int:
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        count = os.cpu_count() or 1
+    return max(1, min(count, 8))
+
+
+def gpu_offload_supported() -> bool:
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:
+        return False
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LlamaCppBackend:
+    """Owns one llama.cpp model and context. Not thread-safe: the runtime calls it from one worker thread."""
+
+    def __init__(self, path: str | Path, settings: Settings, header: GGUFHeader | None = None) -> None:
+        started = time.monotonic()
+        header = header or read_header(path)
+        check_complete(header)
+        try:
+            import llama_cpp
+        except ImportError as exc:  # pragma: no cover - llama-cpp-python is a hard dependency
+            raise ModelError(f"llama-cpp-python is not importable: {exc}") from exc
+        self._llama_cpp = llama_cpp
+        n_ctx_train = int(header.get(f"{header.architecture}.context_length", 0) or 0)
+        n_ctx = settings.n_ctx or min(n_ctx_train or 4096, MAX_AUTO_CTX)
+        if n_ctx_train:
+            n_ctx = min(n_ctx, n_ctx_train)
+        threads = settings.n_threads or default_threads()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(header.path),
+                n_ctx=n_ctx,
+                n_batch=settings.n_batch,
+                n_ubatch=settings.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=settings.n_gpu_layers,
+                # Sliding-window models (Gemma 3) only allow trimming the KV cache to a prefix with a full-size SWA
+                # cache; without it every request would re-evaluate the whole prompt.
+                swa_full=True,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(
+                f"llama.cpp could not load {header.path} (architecture '{header.architecture}'): {exc}. "
+                "The architecture may be unsupported by this llama-cpp-python build; try a newer one."
+            ) from None
+        self._vocab_index = {tok: i for i, tok in enumerate(header.tokens)} if header.tokens else {}
+        fmt = select_format(header)
+        add_bos_meta = header.get("tokenizer.ggml.add_bos_token")
+        self._add_bos = fmt.add_bos if fmt.add_bos is not None else bool(add_bos_meta)
+        self._bos = int(self._llm.token_bos()) if self._llm.token_bos() >= 0 else None
+        self._decoder_errors = "replace"
+        self.info = ModelInfo(
+            path=str(header.path),
+            name=str(header.get("general.name") or header.path.stem),
+            architecture=header.architecture,
+            format=fmt,
+            n_ctx=self._llm.n_ctx(),
+            n_ctx_train=n_ctx_train,
+            chat_template=header.get("tokenizer.chat_template"),
+            file_size=header.file_size,
+            load_ms=(time.monotonic() - started) * 1000,
+            gpu_layers=settings.n_gpu_layers,
+            gpu_offload_supported=gpu_offload_supported(),
+        )
+        self._stop_ids, self._stop_texts = special_ids(self, fmt.stop)
+
+    # -- tokens ------------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(self._llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
+
+    def token_id(self, piece: str) -> int | None:
+        tid = self._vocab_index.get(piece)
+        if tid is not None:
+            return tid
+        ids = self._llm.tokenize(piece.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) == 1 and self._is_control(ids[0]):
+            return int(ids[0])
+        return None
+
+    def _is_control(self, token: int) -> bool:
+        attr = self._llama_cpp.llama_vocab_get_attr(self._llm._model.vocab, token)
+        return bool(attr & (self._llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | self._llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED))
+
+    def encode(self, pieces: Sequence[Piece], add_bos: bool | None = None) -> list[int]:
+        ids: list[int] = []
+        if (self._add_bos if add_bos is None else add_bos) and self._bos is not None:
+            ids.append(self._bos)
+        for piece in pieces:
+            if isinstance(piece, Special):
+                tid = self.token_id(piece.text)
+                if tid is None:
+                    raise ModelError(f"The model's vocabulary has no special token {piece.text!r}.")
+                ids.append(tid)
+            else:
+                ids.extend(self.tokenize(piece))
+        return ids
+
+    # -- generation --------------------------------------------------------------------------------------
+    @property
+    def cached_tokens(self) -> list[int]:
+        return [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
+
+    def _is_eog(self, token: int) -> bool:
+        return bool(self._llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: GenerationParams,
+        cancel: CancelToken,
+        on_text: OnText | None = None,
+    ) -> GenerationResult:
+        llm = self._llm
+        prompt = list(prompt)
+        n_ctx = self.info.n_ctx
+        if not prompt:
+            raise ContextOverflowError("The prompt is empty.")
+        if len(prompt) >= n_ctx:
+            raise ContextOverflowError(
+                f"The prompt has {len(prompt)} tokens but the context window holds {n_ctx}; raise n_ctx or send less."
+            )
+        t0 = time.monotonic()
+        reused = self._reuse_prefix(prompt)
+        rest = prompt[reused:]
+        batch = max(1, llm.n_batch)
+        for i in range(0, len(rest), batch):
+            if cancel.cancelled or cancel.expired():
+                # The cache now holds a valid prefix of this prompt; the next request reuses it.
+                return GenerationResult(
+                    "", "cancelled" if cancel.cancelled else "deadline", len(prompt), reused, 0,
+                    (time.monotonic() - t0) * 1000, 0.0,
+                )  # fmt: skip
+            llm.eval(rest[i : i + batch])
+        t1 = time.monotonic()
+        stop_ids = self._stop_ids
+        stop_texts = self._stop_texts + tuple(params.stop)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors=self._decoder_errors)
+        text = ""
+        generated = 0
+        reason: StopReason = "length"
+        while generated < params.max_tokens:
+            if cancel.cancelled:
+                reason = "cancelled"
+                break
+            if cancel.expired():
+                reason = "deadline"
+                break
+            if llm.n_tokens >= n_ctx:
+                reason = "context"
+                break
+            token = int(llm.sample(temp=params.temperature, top_k=params.top_k, top_p=params.top_p, repeat_penalty=1.0))
+            generated += 1
+            if token in stop_ids or self._is_eog(token):
+                reason = "eos" if self._is_eog(token) else "stop"
+                break
+            piece = decoder.decode(bytes(llm.detokenize([token])))
+            if piece:
+                text += piece
+                cut = find_stop(text, stop_texts)
+                if cut != -1:
+                    text = text[:cut]
+                    reason = "stop"
+                    break
+                if on_text is not None:
+                    on_text(piece)
+            llm.eval([token])
+        text += decoder.decode(b"", final=True) if reason == "length" else ""
+        t2 = time.monotonic()
+        return GenerationResult(
+            text=text,
+            stop_reason=reason,
+            prompt_tokens=len(prompt),
+            reused_tokens=reused,
+            generated_tokens=generated,
+            prompt_ms=(t1 - t0) * 1000,
+            generate_ms=(t2 - t1) * 1000,
+        )
+
+    def _reuse_prefix(self, prompt: list[int]) -> int:
+        """Trim the KV cache to the longest prefix shared with `prompt`; returns how many tokens are kept."""
+        llm = self._llm
+        keep = common_prefix(self.cached_tokens, prompt)
+        if keep >= len(prompt):
+            keep = len(prompt) - 1  # the last prompt token must be evaluated again to get fresh logits
+        if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm.n_tokens = keep
+            return keep
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        return 0
+
+    def warm(self, prompt: Sequence[int], cancel: CancelToken) -> int:
+        """Evaluate a prompt without generating, so the next request finds it in the KV cache."""
+        prompt = list(prompt)[: self.info.n_ctx - 1]
+        if not prompt:
+            return 0
+        reused = self._reuse_prefix(prompt)
+        rest = prompt[reused:]
+        batch = max(1, self._llm.n_batch)
+        for i in range(0, len(rest), batch):
+            if cancel.cancelled:
+                break
+            self._llm.eval(rest[i : i + batch])
+        return reused
+
+    def close(self) -> None:
+        llm: Any = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close()
+            del self._llm

@@ -1,0 +1,185 @@
+"""Owns the loaded model and the single worker thread every model call runs on.
+
+llama.cpp contexts are not thread-safe and two generations at once would only halve each one's speed, so all
+model work (load, warm, generate) is serialised on one thread, off the LSP event loop. Requests that arrive while
+the model loads simply queue behind the load. A newer request for the same key (a document) cancels the older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from fimble.errors import FimbleError, ModelError
+from fimble.model.backend import CancelToken, ModelBackend
+from fimble.model.gguf_meta import read_header
+from fimble.model.resolve import ResolvedModel, resolve_model
+from fimble.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+State = Literal["idle", "loading", "ready", "error"]
+StatusListener = Callable[[State, str], None]
+BackendFactory = Callable[[ResolvedModel, Settings], ModelBackend]
+
+# Settings whose change needs the model loaded again.
+LOAD_KEYS = ("model", "n_ctx", "n_threads", "n_gpu_layers", "n_batch")
+
+
+class Cancelled(Exception):
+    """The request was cancelled or superseded before or while it ran."""
+
+
+def load_llama_cpp(resolved: ResolvedModel, settings: Settings) -> ModelBackend:
+    from fimble.model.llama_cpp_backend import LlamaCppBackend
+
+    return LlamaCppBackend(resolved.path, settings, read_header(resolved.path))
+
+
+@dataclass
+class LoadOutcome:
+    backend: ModelBackend | None
+    error: FimbleError | None
+    resolved: ResolvedModel | None
+
+
+class ModelRuntime:
+    def __init__(self, factory: BackendFactory = load_llama_cpp) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fimble-model")
+        self._factory = factory
+        self._load: Future[LoadOutcome] | None = None
+        self._loaded_with: Settings | None = None
+        self._listeners: list[StatusListener] = []
+        self._latest: dict[str, CancelToken] = {}
+        self._lock = threading.Lock()
+        self.state: State = "idle"
+
+    def on_status(self, listener: StatusListener) -> None:
+        self._listeners.append(listener)
+
+    def _set_state(self, state: State, message: str) -> None:
+        self.state = state
+        for listener in self._listeners:
+            try:
+                listener(state, message)
+            except Exception:  # a listener must never break the runtime
+                log.exception("status listener failed")
+
+    # -- loading -----------------------------------------------------------------------------------------
+    def needs_reload(self, settings: Settings) -> bool:
+        old = self._loaded_with
+        return old is None or any(getattr(old, k) != getattr(settings, k) for k in LOAD_KEYS)
+
+    def load(self, settings: Settings) -> Future[LoadOutcome]:
+        """Queue a (re)load on the worker; requests submitted after this run with the new model."""
+        self._loaded_with = settings
+        previous = self._load
+        self._set_state("loading", "loading model")
+
+        def job() -> LoadOutcome:
+            old = previous.result() if previous is not None else None
+            if old is not None and old.backend is not None:
+                old.backend.close()  # free memory before the new model is mapped
+            resolved: ResolvedModel | None = None
+            try:
+                resolved = resolve_model(settings.model)
+                backend = self._factory(resolved, settings)
+            except FimbleError as exc:
+                self._set_state("error", str(exc))
+                return LoadOutcome(None, exc, resolved)
+            except Exception as exc:  # an unexpected failure in llama.cpp must not take the server down
+                log.exception("model load failed")
+                err = ModelError(f"Loading the model failed: {exc}")
+                self._set_state("error", str(err))
+                return LoadOutcome(None, err, resolved)
+            info = backend.info
+            self._set_state(
+                "ready",
+                f"{info.name} ({info.format.name} format) loaded in {info.load_ms:.0f} ms from {resolved.origin}",
+            )
+            return LoadOutcome(backend, None, resolved)
+
+        self._load = self._executor.submit(job)
+        return self._load
+
+    async def backend(self) -> ModelBackend:
+        """The loaded backend, waiting for a load in progress; raises the load's error."""
+        if self._load is None:
+            raise ModelError("No model has been loaded yet.")
+        outcome = await asyncio.wrap_future(self._load)
+        return _backend_of(outcome)
+
+    def backend_sync(self) -> ModelBackend:
+        if self._load is None:
+            raise ModelError("No model has been loaded yet.")
+        return _backend_of(self._load.result())
+
+    @property
+    def loaded(self) -> ModelBackend | None:
+        if self._load is None or not self._load.done():
+            return None
+        return self._load.result().backend
+
+    # -- running -----------------------------------------------------------------------------------------
+    def token_for(self, key: str | None, deadline_ms: int | None = None) -> CancelToken:
+        """A cancel token for a new request; cancels the previous request with the same key (newest wins)."""
+        token = CancelToken(deadline=time.monotonic() + deadline_ms / 1000 if deadline_ms else None)
+        if key is not None:
+            with self._lock:
+                old = self._latest.get(key)
+                if old is not None:
+                    old.cancel()
+                self._latest[key] = token
+        return token
+
+    def submit(self, fn: Callable[[ModelBackend], T], cancel: CancelToken) -> Future[T]:
+        """Run `fn(backend)` on the worker after any load in progress; skipped if cancelled before it starts."""
+        load = self._load
+
+        def job() -> T:
+            if load is None:
+                raise ModelError("No model has been loaded yet.")
+            backend = _backend_of(load.result())
+            if cancel.cancelled:
+                raise Cancelled()
+            return fn(backend)
+
+        return self._executor.submit(job)
+
+    async def run(self, fn: Callable[[ModelBackend], T], cancel: CancelToken) -> T:
+        future = self.submit(fn, cancel)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            cancel.cancel()  # $/cancelRequest: stop the generation within one token
+            raise
+
+    def run_sync(self, fn: Callable[[ModelBackend], T], cancel: CancelToken | None = None) -> T:
+        return self.submit(fn, cancel or CancelToken()).result()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for token in self._latest.values():
+                token.cancel()
+        load = self._load
+        if load is not None:
+
+            def close() -> None:
+                outcome = load.result()
+                if outcome.backend is not None:
+                    outcome.backend.close()
+
+            self._executor.submit(close)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _backend_of(outcome: LoadOutcome) -> ModelBackend:
+    if outcome.backend is None:
+        raise outcome.error or ModelError("The model is not loaded.")
+    return outcome.backend

@@ -1,0 +1,136 @@
+"""All settings in one typed object, and the one place that documents each key.
+
+Sources, lowest precedence first: defaults, environment (`FIMBLE_*`), LSP initializationOptions,
+`workspace/configuration` section `fimble`, CLI flags. LSP clients use camelCase keys, the CLI and env snake case.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from fimble.errors import SettingsError
+
+ALL_CONTEXT_SOURCES: tuple[str, ...] = ("scope", "definitions", "ring", "git")
+
+
+def _doc(text: str, env: str | None = None) -> dict[str, Any]:
+    return {"doc": text, "env": env}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = field(
+        default=None,
+        metadata=_doc("Path to a .gguf model. Unset: FIMBLE_MODEL, then the embedded default model.", "FIMBLE_MODEL"),
+    )
+    n_ctx: int = field(
+        default=4096,
+        metadata=_doc(
+            "Context window in tokens; 0 uses the model's training context (capped at 32768).", "FIMBLE_N_CTX"
+        ),
+    )
+    n_threads: int = field(
+        default=0,
+        metadata=_doc("CPU threads for llama.cpp; 0 picks the number of physical cores.", "FIMBLE_N_THREADS"),
+    )
+    n_gpu_layers: int = field(
+        default=0,
+        metadata=_doc(
+            "Layers offloaded to the GPU (needs a CUDA/Metal/Vulkan build of llama-cpp-python); -1 offloads all.",
+            "FIMBLE_N_GPU_LAYERS",
+        ),
+    )
+    n_batch: int = field(default=512, metadata=_doc("Prompt tokens evaluated per llama.cpp batch.", "FIMBLE_N_BATCH"))
+    max_tokens: int = field(
+        default=64, metadata=_doc("Most tokens generated for one inline suggestion.", "FIMBLE_MAX_TOKENS")
+    )
+    temperature: float = field(
+        default=0.0, metadata=_doc("Sampling temperature; 0 is greedy (deterministic).", "FIMBLE_TEMPERATURE")
+    )
+    time_budget_ms: int = field(
+        default=3000,
+        metadata=_doc("A suggestion returns what was generated when this budget runs out.", "FIMBLE_TIME_BUDGET_MS"),
+    )
+    context_sources: tuple[str, ...] = field(
+        default=ALL_CONTEXT_SOURCES,
+        metadata=_doc(
+            "Context sources to use besides the cursor window: " + ", ".join(ALL_CONTEXT_SOURCES) + "; [] = none.",
+            "FIMBLE_CONTEXT",
+        ),
+    )
+
+    def merged(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with `overrides` applied; keys may be snake_case or camelCase, unknown keys are ignored."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for raw_key, value in overrides.items():
+            key = _snake(raw_key)
+            if key not in known or value is None:
+                continue
+            changes[key] = _coerce(key, known[key].type, value)
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            env = f.metadata.get("env")
+            if env and environ.get(env):
+                values[f.name] = environ[env]
+        return cls().merged(values)
+
+    def lsp_dict(self) -> dict[str, Any]:
+        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(lsp key, env var, default, doc) for every setting, for `fimble doctor` and the README."""
+    return [(_camel(f.name), f.metadata.get("env") or "", repr(f.default), f.metadata["doc"]) for f in fields(Settings)]
+
+
+def _snake(key: str) -> str:
+    out = []
+    for ch in key:
+        if ch.isupper():
+            out.append("_" + ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out).replace("-", "_")
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _coerce(key: str, annotation: Any, value: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                value = [] if value.strip() in ("", "none") else value.split(",")
+            items = tuple(str(v).strip() for v in value if str(v).strip())
+            if key == "context_sources":
+                unknown = [s for s in items if s not in ALL_CONTEXT_SOURCES]
+                if unknown:
+                    raise SettingsError(
+                        f"Unknown context source(s) {', '.join(unknown)}; known: {', '.join(ALL_CONTEXT_SOURCES)}."
+                    )
+            return items
+        if kind.startswith("str"):
+            text = str(value).strip()
+            return text or None
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"Setting {_camel(key)!r} has an invalid value {value!r} (expected {kind}).") from exc
+    return value
