@@ -63,6 +63,58 @@ class Settings:
         ),
     )
 
+    # -- engines (in-process llama.cpp or a shared server) ----------------------------------------------------
+    backend: str = field(
+        default="llama.cpp",
+        metadata=_doc(
+            "Model engine: 'llama.cpp' (in-process), 'llama-server' or 'openai' (a compatible server).",
+            "FIMBLE_BACKEND",
+        ),
+    )
+    url: str | None = field(
+        default=None, metadata=_doc("Base URL of the model server for remote backends.", "FIMBLE_URL")
+    )
+    api_key_env: str = field(
+        default="FIMBLE_API_KEY",
+        metadata=_doc(
+            "Name of the environment variable holding the remote server's API key (never the key itself).", None
+        ),
+    )
+    request_timeout_ms: int = field(
+        default=10000, metadata=_doc("Timeout for one request to a remote backend.", "FIMBLE_REQUEST_TIMEOUT_MS")
+    )
+    fallback_model: str | None = field(
+        default=None,
+        metadata=_doc(
+            "A local .gguf used when the remote backend is unreachable; unset = no fallback.", "FIMBLE_FALLBACK_MODEL"
+        ),
+    )
+    # -- fix and explain agent ---------------------------------------------------------------------------------
+    fix_max_attempts: int = field(
+        default=3, metadata=_doc("Most model attempts for one fix.", "FIMBLE_FIX_MAX_ATTEMPTS")
+    )
+    fix_time_budget_ms: int = field(
+        default=60000,
+        metadata=_doc("Time budget for one fix, all attempts and checks included.", "FIMBLE_FIX_TIME_BUDGET_MS"),
+    )
+    fix_allow_unverified: bool = field(
+        default=False,
+        metadata=_doc(
+            "Offer a fix no check could verify, marked 'unverified' (off: say no verified fix was found).", None
+        ),
+    )
+    fix_checkers: tuple[tuple[str, ...], ...] = field(
+        default=(),
+        metadata=_doc(
+            "Extra checkers run on a fix candidate in a temporary git worktree: argument lists (no shell), "
+            'with {file} replaced by the file\'s path, e.g. [["ruff", "check", "{file}"]].',
+            None,
+        ),
+    )
+    checker_timeout_ms: int = field(
+        default=20000, metadata=_doc("Timeout for one checker run.", "FIMBLE_CHECKER_TIMEOUT_MS")
+    )
+
     def merged(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with `overrides` applied; keys may be snake_case or camelCase, unknown keys are ignored."""
         known = {f.name: f for f in fields(self)}
@@ -111,6 +163,16 @@ def _camel(key: str) -> str:
 def _coerce(key: str, annotation: Any, value: Any) -> Any:
     kind = str(annotation)
     try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind == "tuple[tuple[str, ...], ...]":
+            if isinstance(value, str) or not all(isinstance(v, list | tuple) for v in value):
+                raise ValueError
+            return tuple(tuple(str(a) for a in v) for v in value if v)
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError

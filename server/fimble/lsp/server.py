@@ -325,6 +325,8 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
             raise JsonRpcInvalidParams("fimble/debugPrompt needs {textDocument: {uri}, position: {line, character}}.")
         return await ls.debug_prompt(uri, types.Position(line=line, character=character))
 
+    # Capabilities built in their own modules (context engine, agent) register themselves here, one line each.
+
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: FimbleServer, params: Any) -> None:
         ls.runtime.shutdown()
