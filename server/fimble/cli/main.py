@@ -126,6 +126,9 @@ def setup_logging(level: str, log_file: str | None = None) -> None:
     if log_file:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
+    # pygls logs every message at INFO; keep its chatter out of the log unless asked for DEBUG.
+    if level != "DEBUG":
+        logging.getLogger("pygls").setLevel(logging.WARNING)
 
 
 def print_json(data: Any) -> None:

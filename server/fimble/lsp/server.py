@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -20,7 +21,7 @@ from fimble import __version__
 from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
 from fimble.documents import Document, DocumentStore
 from fimble.errors import FimbleError, SettingsError
-from fimble.lsp.convert import field, offset_of, position_of, rpc_error, to_plain
+from fimble.lsp.convert import JsonRpcRequestFailed, field, offset_of, position_of, rpc_error, to_plain
 from fimble.model.runtime import Cancelled, ModelRuntime, State
 from fimble.settings import Settings
 
@@ -44,6 +45,8 @@ class FimbleServer(LanguageServer):
         self.root: Path | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._last_message: tuple[str, float] = ("", 0.0)
+        # Set once the first load is queued: requests that race ahead of `initialized` wait for it, not fail.
+        self._load_queued = asyncio.Event()
         self.runtime.on_status(self._on_model_status)
 
     # -- settings ----------------------------------------------------------------------------------------
@@ -82,9 +85,8 @@ class FimbleServer(LanguageServer):
     # -- messages ----------------------------------------------------------------------------------------
     def notify_status(self, state: str, message: str, **extra: Any) -> None:
         payload = {"state": state, "message": message, **extra}
-        info = self.runtime.loaded.info if self.runtime.loaded else None
-        if info is not None:
-            payload.setdefault("model", info.name)
+        if self.runtime.model_name is not None:
+            payload.setdefault("model", self.runtime.model_name)
         self.protocol.notify(STATUS, payload)
 
     def show_error(self, message: str) -> None:
@@ -117,6 +119,7 @@ class FimbleServer(LanguageServer):
         """(Re)load the model, reporting $/progress when the client supports it."""
         self.loop = asyncio.get_running_loop()
         future = self.runtime.load(self.settings)
+        self._load_queued.set()
         token: str | None = None
         window = self.client_capabilities.window
         if window and window.work_done_progress:
@@ -163,8 +166,15 @@ class FimbleServer(LanguageServer):
             repo=self.root.name if self.root else "",
         )
 
+    async def _await_load_queued(self) -> None:
+        try:
+            await asyncio.wait_for(self._load_queued.wait(), timeout=60)
+        except TimeoutError:
+            raise JsonRpcRequestFailed("The model was never loaded (did the client send 'initialized'?).") from None
+
     async def complete_at(self, uri: str, position: types.Position) -> Completion | None:
         """Run the pipeline at a position; None when a newer request for the document superseded this one."""
+        await self._await_load_queued()
         doc = self.document(uri)
         try:
             offset = offset_of(doc, position)
@@ -174,7 +184,9 @@ class FimbleServer(LanguageServer):
         cancel = self.runtime.token_for(uri, self.settings.time_budget_ms)
         self.notify_status("generating", "generating")
         try:
-            result = await self.runtime.run(lambda backend: complete(backend, request, cancel), cancel)
+            result = await self.runtime.run(
+                lambda backend: complete(backend, request, cancel), cancel, self._log_abandoned
+            )
         except Cancelled:
             return None
         except FimbleError as exc:
@@ -191,7 +203,20 @@ class FimbleServer(LanguageServer):
         log.info("completion %s", result.stats())
         return result
 
+    def _log_abandoned(self, future: Future[Completion]) -> None:
+        """Runs on the worker thread once a cancelled request's generation has stopped."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        g = future.result().generation
+        message = f"request cancelled: generation stopped after {g.generated_tokens} tokens ({g.stop_reason})"
+        log.info("%s", message)
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(
+                self.window_log_message, types.LogMessageParams(type=types.MessageType.Log, message=message)
+            )
+
     async def debug_prompt(self, uri: str, position: types.Position) -> dict[str, Any]:
+        await self._await_load_queued()
         doc = self.document(uri)
         try:
             offset = offset_of(doc, position)

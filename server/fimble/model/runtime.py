@@ -59,6 +59,7 @@ class ModelRuntime:
         self._latest: dict[str, CancelToken] = {}
         self._lock = threading.Lock()
         self.state: State = "idle"
+        self.model_name: str | None = None  # of the model loaded last, set before "ready" is announced
 
     def on_status(self, listener: StatusListener) -> None:
         self._listeners.append(listener)
@@ -91,14 +92,17 @@ class ModelRuntime:
                 resolved = resolve_model(settings.model)
                 backend = self._factory(resolved, settings)
             except FimbleError as exc:
+                self.model_name = None
                 self._set_state("error", str(exc))
                 return LoadOutcome(None, exc, resolved)
             except Exception as exc:  # an unexpected failure in llama.cpp must not take the server down
                 log.exception("model load failed")
+                self.model_name = None
                 err = ModelError(f"Loading the model failed: {exc}")
                 self._set_state("error", str(err))
                 return LoadOutcome(None, err, resolved)
             info = backend.info
+            self.model_name = info.name
             self._set_state(
                 "ready",
                 f"{info.name} ({info.format.name} format) loaded in {info.load_ms:.0f} ms from {resolved.origin}",
@@ -152,12 +156,21 @@ class ModelRuntime:
 
         return self._executor.submit(job)
 
-    async def run(self, fn: Callable[[ModelBackend], T], cancel: CancelToken) -> T:
+    async def run(
+        self,
+        fn: Callable[[ModelBackend], T],
+        cancel: CancelToken,
+        on_abandoned: Callable[[Future[T]], None] | None = None,
+    ) -> T:
+        """Await `fn` on the worker. If the caller is cancelled ($/cancelRequest), the generation is told to stop
+        and `on_abandoned` later receives the finished future (for logging what the cancel saved)."""
         future = self.submit(fn, cancel)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            cancel.cancel()  # $/cancelRequest: stop the generation within one token
+            cancel.cancel()
+            if on_abandoned is not None:
+                future.add_done_callback(on_abandoned)
             raise
 
     def run_sync(self, fn: Callable[[ModelBackend], T], cancel: CancelToken | None = None) -> T:

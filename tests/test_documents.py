@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from fimble.documents import Document, DocumentStore
+from fimble.documents.document import split_lines, utf16_to_index
+from fimble.errors import DocumentError
+
+
+def test_utf16_columns_count_astral_characters_twice() -> None:
+    doc = Document(uri="file:///a.py", text="x = '😀' + y\n")
+    # '😀' (index 5) is one Python character but two UTF-16 code units.
+    assert doc.offset_at(0, 5) == 5
+    assert doc.offset_at(0, 7) == 6
+    assert doc.position_at(6) == (0, 7)
+    with pytest.raises(DocumentError, match="surrogate"):
+        doc.offset_at(0, 6)
+    with pytest.raises(ValueError):
+        utf16_to_index("😀", 1)
+
+
+def test_positions_past_the_end_are_errors() -> None:
+    doc = Document(uri="file:///a.py", text="ab\ncd")
+    assert doc.offset_at(1, 2) == 5
+    for line, character in ((0, 3), (2, 0), (-1, 0), (0, -1)):
+        with pytest.raises(DocumentError):
+            doc.offset_at(line, character)
+
+
+def test_mixed_line_endings() -> None:
+    doc = Document(uri="file:///a.py", text="a\r\nbb\rccc\nd")
+    assert doc.line_count == 4
+    assert [doc.line(i) for i in range(4)] == ["a", "bb", "ccc", "d"]
+    assert split_lines(doc.text) == ["a", "bb", "ccc", "d"]
+    assert doc.offset_at(2, 1) == doc.text.index("ccc") + 1
+
+
+def test_incremental_edit_reports_tree_sitter_coordinates() -> None:
+    doc = Document(uri="file:///a.py", text="é = 1\nx = 2\n")
+    edit = doc.apply_change("yy", (1, 0), (1, 1))
+    assert doc.text == "é = 1\nyy = 2\n"
+    # 'é' is two UTF-8 bytes: the second line starts at byte 7.
+    assert edit.start_byte == 7 and edit.old_end_byte == 8 and edit.new_end_byte == 9
+    assert edit.start_point == (1, 0) and edit.old_end_point == (1, 1) and edit.new_end_point == (1, 2)
+
+
+def test_store_applies_changes_in_order_and_rejects_unknown_documents() -> None:
+    store = DocumentStore()
+    seen: list[int] = []
+    store.on_edit(lambda doc, edits: seen.append(len(edits)))
+    store.open("file:///a.py", "abc", 1, "python")
+    store.change("file:///a.py", 2, [("X", (0, 1), (0, 2)), ("Y", (0, 0), (0, 0))])
+    assert store.get("file:///a.py").text == "YaXc"
+    assert store.get("file:///a.py").version == 2
+    assert seen == [1, 2]
+    with pytest.raises(DocumentError, match="not open"):
+        store.get("file:///missing.py")
+    with pytest.raises(DocumentError):
+        store.change("file:///a.py", 3, [("z", (5, 0), (5, 1))])

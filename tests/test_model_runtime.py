@@ -1,0 +1,132 @@
+"""The llama.cpp backend and the model runtime on a tiny real GGUF: streaming, cancel, reuse, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fimble.errors import ContextOverflowError, ModelError
+from fimble.model.backend import CancelToken, GenerationParams
+from fimble.model.llama_cpp_backend import LlamaCppBackend
+from fimble.model.runtime import Cancelled, ModelRuntime
+from fimble.settings import Settings
+
+
+@pytest.fixture
+def backend(tiny_model: Path) -> LlamaCppBackend:
+    b = LlamaCppBackend(tiny_model, Settings(n_threads=1, n_ctx=1024))
+    yield b
+    b.close()
+
+
+def test_generates_deterministic_text_and_counts_tokens(backend: LlamaCppBackend) -> None:
+    prompt = backend.encode(["def f(x):\n    return "])
+    first = backend.generate(prompt, GenerationParams(max_tokens=8), CancelToken())
+    second = backend.generate(prompt, GenerationParams(max_tokens=8), CancelToken())
+    assert first.text and first.text == second.text
+    assert first.generated_tokens == 8 and first.stop_reason == "length"
+    assert first.prompt_tokens == len(prompt)
+
+
+def test_kv_cache_prefix_is_reused_across_requests(backend: LlamaCppBackend) -> None:
+    base = backend.encode(["import os\n" * 20])
+    backend.generate(base, GenerationParams(max_tokens=2), CancelToken())
+    extended = backend.encode(["import os\n" * 20 + "x = 1\n"])
+    result = backend.generate(extended, GenerationParams(max_tokens=2), CancelToken())
+    shared = 0
+    while shared < min(len(base), len(extended)) and base[shared] == extended[shared]:
+        shared += 1
+    assert result.reused_tokens >= shared - 1 > 0
+    assert backend.cached_tokens[: len(extended)] == extended
+
+
+def test_cancel_stops_within_one_token(backend: LlamaCppBackend) -> None:
+    cancel = CancelToken()
+    pieces: list[str] = []
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        cancel.cancel()
+
+    result = backend.generate(backend.encode(["x = "]), GenerationParams(max_tokens=200), cancel, on_text)
+    assert result.stop_reason == "cancelled"
+    assert result.generated_tokens <= 2
+    assert len(pieces) == 1
+
+
+def test_deadline_returns_what_was_generated(backend: LlamaCppBackend) -> None:
+    cancel = CancelToken(deadline=time.monotonic() + 0.05)
+    result = backend.generate(
+        backend.encode(["a"]), GenerationParams(max_tokens=900), cancel, lambda _: time.sleep(0.005)
+    )
+    assert result.stop_reason == "deadline"
+    assert 0 < result.generated_tokens < 900
+    assert result.text
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(backend: LlamaCppBackend) -> None:
+    too_long = backend.tokenize("word " * 2000)
+    with pytest.raises(ContextOverflowError, match="context window"):
+        backend.generate(too_long, GenerationParams(max_tokens=4), CancelToken())
+    # the backend still works afterwards
+    assert backend.generate(backend.encode(["ok"]), GenerationParams(max_tokens=2), CancelToken()).text
+
+
+def test_runtime_serialises_work_and_newest_request_wins(tiny_model: Path) -> None:
+    runtime = ModelRuntime()
+    try:
+        runtime.load(Settings(model=str(tiny_model), n_threads=1, n_ctx=1024))
+        started = threading.Event()
+        release = threading.Event()
+
+        def slow(backend: object) -> str:
+            started.set()
+            release.wait(5)
+            return "slow"
+
+        first = runtime.token_for("doc")
+        running = runtime.submit(slow, first)
+        started.wait(5)
+        queued_token = runtime.token_for("doc")
+        queued = runtime.submit(lambda b: "queued", queued_token)
+        newest_token = runtime.token_for("doc")  # supersedes `queued` before it starts
+        newest = runtime.submit(lambda b: "newest", newest_token)
+        assert first.cancelled and queued_token.cancelled and not newest_token.cancelled
+        release.set()
+        assert running.result(5) == "slow"
+        with pytest.raises(Cancelled):
+            queued.result(5)
+        assert newest.result(5) == "newest"
+    finally:
+        runtime.shutdown()
+
+
+def test_runtime_reports_load_errors_and_recovers(tmp_path: Path, tiny_model: Path) -> None:
+    runtime = ModelRuntime()
+    states: list[tuple[str, str]] = []
+    runtime.on_status(lambda state, message: states.append((state, message)))
+    try:
+        runtime.load(Settings(model=str(tmp_path / "nope.gguf"), n_threads=1))
+        with pytest.raises(ModelError, match="does not exist"):
+            runtime.backend_sync()
+        assert states[-1][0] == "error"
+        runtime.load(Settings(model=str(tiny_model), n_threads=1, n_ctx=512))
+        assert runtime.backend_sync().info.name == "tiny-plain"
+        assert states[-1][0] == "ready" and "tiny-plain" in states[-1][1]
+    finally:
+        runtime.shutdown()
+
+
+async def test_requests_wait_for_a_load_in_progress(tiny_model: Path) -> None:
+    runtime = ModelRuntime()
+    try:
+        runtime.load(Settings(model=str(tiny_model), n_threads=1, n_ctx=512))
+        name = await runtime.run(lambda b: b.info.name, runtime.token_for(None))
+        assert name == "tiny-plain"
+        assert await asyncio.wait_for(runtime.backend(), 5) is runtime.loaded
+    finally:
+        runtime.shutdown()
