@@ -13,7 +13,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
-from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, TinyModelSpec, write_tiny_gguf
+from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
 
 # One thread: on a 2-core machine llama.cpp's spinning workers otherwise fight the test process for the CPU.
 TEST_ENV = {"FIMBLE_N_THREADS": "1", "FIMBLE_N_CTX": "2048"}
@@ -26,8 +26,15 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(models_dir: Path) -> Path:
-    """A FIM-less tiny model: exercises the prefix-only path like the embedded Gemma model."""
-    return write_tiny_gguf(models_dir / "tiny-plain.gguf", TinyModelSpec(name="tiny-plain"))
+    """A FIM-less tiny model: exercises the prefix-only path like the embedded Gemma model. Scripted: it writes
+    `val=fn(x)` (or `ok` when sampled), which survives fimble's filters, so the whole path can be checked."""
+    return write_tiny_gguf(models_dir / "tiny-plain.gguf", TinyModelSpec(name="tiny-plain", script=SCRIPTED))
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model(models_dir: Path) -> Path:
+    """Random weights: long, printable but meaningless output (for generation length, cancel and deadlines)."""
+    return write_tiny_gguf(models_dir / "tiny-random.gguf", TinyModelSpec(name="tiny-random", context_length=8192))
 
 
 @pytest.fixture(scope="session")

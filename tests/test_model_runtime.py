@@ -58,7 +58,8 @@ def test_cancel_stops_within_one_token(backend: LlamaCppBackend) -> None:
     assert len(pieces) == 1
 
 
-def test_deadline_returns_what_was_generated(backend: LlamaCppBackend) -> None:
+def test_deadline_returns_what_was_generated(tiny_random_model: Path) -> None:
+    backend = LlamaCppBackend(tiny_random_model, Settings(n_threads=1, n_ctx=2048))
     cancel = CancelToken(deadline=time.monotonic() + 0.05)
     result = backend.generate(
         backend.encode(["a"]), GenerationParams(max_tokens=900), cancel, lambda _: time.sleep(0.005)
@@ -66,6 +67,7 @@ def test_deadline_returns_what_was_generated(backend: LlamaCppBackend) -> None:
     assert result.stop_reason == "deadline"
     assert 0 < result.generated_tokens < 900
     assert result.text
+    backend.close()
 
 
 def test_prompt_longer_than_the_context_is_a_clear_error(backend: LlamaCppBackend) -> None:
@@ -73,7 +75,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(backend: LlamaCppBacken
     with pytest.raises(ContextOverflowError, match="context window"):
         backend.generate(too_long, GenerationParams(max_tokens=4), CancelToken())
     # the backend still works afterwards
-    assert backend.generate(backend.encode(["ok"]), GenerationParams(max_tokens=2), CancelToken()).text
+    assert backend.generate(backend.encode(["result = "]), GenerationParams(max_tokens=2), CancelToken()).text
 
 
 def test_runtime_serialises_work_and_newest_request_wins(tiny_model: Path) -> None:

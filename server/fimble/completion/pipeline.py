@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from fimble.completion.filters import DEFAULT_FILTERS, Filter, FilterContext, Suggestion, apply_filters
+from fimble.context.base import ContextProvider, ContextQuery, ContextResult
+from fimble.context.tokens import label_parts, token_counter
 from fimble.context.window import cut_prefix, cut_suffix
 from fimble.errors import ContextOverflowError
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend, OnText
@@ -16,6 +18,10 @@ from fimble.settings import Settings
 
 # Room kept free in the context window besides the answer, for special tokens and tokenizer boundary effects.
 _SLACK_TOKENS = 16
+# Share of the prompt budget the context sources may fill; the cursor window gets the rest, plus what they leave.
+CONTEXT_SHARE = 0.4
+# All context sources together get this long per request (each source also has its own, shorter deadline).
+CONTEXT_DEADLINE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,10 @@ class CompletionRequest:
     language_id: str
     path: str  # workspace-relative path (or file name) shown to multi-file models
     settings: Settings
-    snippets: tuple[Snippet, ...] = ()
+    snippets: tuple[Snippet, ...] = ()  # given snippets bypass the context engine
     repo: str = ""
+    uri: str = ""  # the document's URI, so the context engine finds its incremental syntax tree
+    context: ContextProvider | None = None  # the context engine; None = cursor window only
 
     @property
     def prefix(self) -> str:
@@ -44,6 +52,12 @@ class Completion:
     prompt: Prompt
     generation: GenerationResult
     timings_ms: dict[str, float] = field(default_factory=dict)
+    alternatives: list[Suggestion] = field(default_factory=list)  # further candidates (manual trigger)
+
+    @property
+    def suggestions(self) -> list[Suggestion]:
+        first = [Suggestion(self.text, self.replace_suffix)] if self.text else []
+        return first + self.alternatives
 
     def stats(self) -> dict[str, float | int | str]:
         g = self.generation
@@ -65,21 +79,49 @@ def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
             f"maxTokens ({req.settings.max_tokens}) leaves no room for a prompt in a {backend.info.n_ctx}-token "
             "context; lower maxTokens or raise nCtx."
         )
-    context_tokens = 0
     snippets = list(req.snippets)
+    path = req.path or PurePath(req.path).name
+    sources = tuple(req.settings.context_sources)
+    engine = req.context if req.context is not None and sources and not snippets else None
+    context_budget = int(budget * CONTEXT_SHARE) if engine is not None else 0
     suffix_budget = min(budget // 4, 512) if fmt.uses_suffix else 0
-    window = Window(
-        prefix=cut_prefix(backend, req.prefix, budget - suffix_budget - context_tokens),
-        suffix=cut_suffix(backend, req.suffix, suffix_budget),
-        path=req.path or PurePath(req.path).name,
-        language_id=req.language_id,
-    )
+    t0 = time.monotonic()
+    prefix = cut_prefix(backend, req.prefix, budget - suffix_budget - context_budget)
+    suffix = cut_suffix(backend, req.suffix, suffix_budget)
+    window_ms = (time.monotonic() - t0) * 1000
+    context = ContextResult()
+    if engine is not None:
+        count = token_counter(backend, req.prefix, per_line=0.0 if fmt.multi_file else 1.0)
+        query = ContextQuery(
+            text=req.text,
+            offset=req.offset,
+            language_id=req.language_id,
+            path=path,
+            uri=req.uri,
+            window=(req.offset - len(prefix), req.offset + len(suffix)),
+        )
+        context = engine.gather(query, sources, context_budget, count, time.monotonic() + CONTEXT_DEADLINE_S)
+        snippets = list(context.snippets)
+        used = sum(count(f"{s.path}\n{s.text}") + 4 for s in snippets)
+        if context_budget - used > 64:  # what the sources left unused goes back to the cursor window
+            t1 = time.monotonic()
+            prefix = cut_prefix(backend, req.prefix, budget - suffix_budget - used)
+            window_ms += (time.monotonic() - t1) * 1000
+    if context.snap is not None:
+        start, end = context.snap(req.offset - len(prefix), req.offset + len(suffix))
+        prefix, suffix = req.text[start : req.offset], req.text[req.offset : end]
+    window = Window(prefix=prefix, suffix=suffix, path=path, language_id=req.language_id)
     prompt = assemble(backend, fmt, window, snippets, repo=req.repo)
-    # Snippets are budgeted by the context engine; if they still overflow, drop them rather than fail.
+    # Snippets are budgeted on estimates; if they still overflow, drop the least relevant rather than fail.
     while len(prompt.ids) > backend.info.n_ctx - req.settings.max_tokens and snippets:
-        snippets.pop()
+        snippets.remove(min(snippets, key=lambda s: s.score))
         prompt = assemble(backend, fmt, window, snippets, repo=req.repo)
+    label_parts(prompt, context, window_ms)
     return prompt
+
+
+# Extra candidates on a manual trigger are sampled, not greedy, so they differ from the first.
+_ALTERNATIVE_TEMPERATURE = 0.7
 
 
 def complete(
@@ -88,26 +130,58 @@ def complete(
     cancel: CancelToken,
     on_text: OnText | None = None,
     filters: Sequence[Filter] = DEFAULT_FILTERS,
+    candidates: int = 1,
 ) -> Completion:
+    """Suggestion(s) at the cursor. With `candidates` > 1 (a manual trigger) further distinct suggestions are
+    sampled; they reuse the prompt already in the KV cache, so each costs only its generation."""
     t0 = time.monotonic()
     prompt = build_prompt(backend, req)
     t1 = time.monotonic()
     params = GenerationParams(max_tokens=req.settings.max_tokens, temperature=req.settings.temperature)
     result = backend.generate(prompt.ids, params, cancel, on_text)
     t2 = time.monotonic()
-    ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id)
+    ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
     shaped = apply_filters(Suggestion(result.text), ctx, filters) if result.stop_reason != "cancelled" else None
     t3 = time.monotonic()
+    alternatives: list[Suggestion] = []
+    seen = {shaped.text} if shaped else set()
+    for seed in range(1, candidates * 2):
+        if len(alternatives) + (1 if shaped else 0) >= candidates or cancel.cancelled or cancel.expired():
+            break
+        extra = backend.generate(
+            prompt.ids,
+            GenerationParams(max_tokens=params.max_tokens, temperature=_ALTERNATIVE_TEMPERATURE, seed=seed),
+            cancel,
+        )
+        candidate = apply_filters(Suggestion(extra.text), ctx, filters)
+        if candidate is not None and candidate.text not in seen:
+            seen.add(candidate.text)
+            alternatives.append(candidate)
+    if shaped is None and alternatives:
+        shaped = alternatives.pop(0)
+    t4 = time.monotonic()
     return Completion(
         text=shaped.text if shaped else "",
         replace_suffix=shaped.replace_suffix if shaped else 0,
         prompt=prompt,
         generation=result,
+        alternatives=alternatives,
         timings_ms={
             "prompt_build": (t1 - t0) * 1000,
             "prompt_eval": result.prompt_ms,
             "generate": result.generate_ms,
             "filters": (t3 - t2) * 1000,
-            "total": (t3 - t0) * 1000,
+            "alternatives": (t4 - t3) * 1000,
+            "total": (t4 - t0) * 1000,
         },
     )
+
+
+def warm(backend: ModelBackend, req: CompletionRequest, cancel: CancelToken) -> int:
+    """Evaluate the prompt a request at `req` would send, without generating, so the next real request finds
+    most of it in the KV cache. Returns the tokens evaluated (0 for engines that cannot warm)."""
+    warm_fn = getattr(backend, "warm", None)  # optional: remote engines keep their own caches
+    if warm_fn is None:
+        return 0
+    prompt = build_prompt(backend, req)
+    return int(warm_fn(prompt.ids, cancel))

@@ -18,9 +18,14 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from fimble import __version__
-from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
+from fimble.completion.cache import CompletionCache
+from fimble.completion.filters import Suggestion
+from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete, warm
+from fimble.context.engine import ContextEngine
 from fimble.documents import Document, DocumentStore
 from fimble.errors import FimbleError, SettingsError
+from fimble.lsp.agent_features import register as register_agent_features
+from fimble.lsp.context_features import register as register_context_features
 from fimble.lsp.convert import JsonRpcRequestFailed, field, offset_of, position_of, rpc_error, to_plain
 from fimble.model.runtime import Cancelled, ModelRuntime, State
 from fimble.settings import Settings
@@ -28,6 +33,8 @@ from fimble.settings import Settings
 log = logging.getLogger(__name__)
 
 STATUS = "fimble/status"
+WARM_KEY = "__warm__"
+INVOKED_CANDIDATES = 3
 DEBUG_PROMPT = "fimble/debugPrompt"
 CONFIG_SECTION = "fimble"
 _REPEAT_MESSAGE_S = 30.0
@@ -47,6 +54,9 @@ class FimbleServer(LanguageServer):
         self._last_message: tuple[str, float] = ("", 0.0)
         # Set once the first load is queued: requests that race ahead of `initialized` wait for it, not fail.
         self._load_queued = asyncio.Event()
+        self.cache = CompletionCache()
+        self.context_engine: ContextEngine | None = None  # created by lsp/context_features once the root is known
+        self._active_uri: str | None = None
         self.runtime.on_status(self._on_model_status)
 
     # -- settings ----------------------------------------------------------------------------------------
@@ -164,6 +174,8 @@ class FimbleServer(LanguageServer):
             path=self.relative_path(doc.uri),
             settings=self.settings,
             repo=self.root.name if self.root else "",
+            uri=doc.uri,
+            context=self.context_engine,
         )
 
     async def _await_load_queued(self) -> None:
@@ -172,20 +184,31 @@ class FimbleServer(LanguageServer):
         except TimeoutError:
             raise JsonRpcRequestFailed("The model was never loaded (did the client send 'initialized'?).") from None
 
-    async def complete_at(self, uri: str, position: types.Position) -> Completion | None:
-        """Run the pipeline at a position; None when a newer request for the document superseded this one."""
+    async def complete_at(
+        self, uri: str, position: types.Position, invoked: bool = False
+    ) -> tuple[Document, int, list[Suggestion]] | None:
+        """Suggestions at a position: from the typed-through cache when the user typed what was shown, else from
+        the model. None when a newer request for the document superseded this one."""
         await self._await_load_queued()
         doc = self.document(uri)
         try:
             offset = offset_of(doc, position)
         except FimbleError as exc:
             raise rpc_error(exc) from None
+        started = time.monotonic()
+        prefix, suffix = doc.text[:offset], doc.text[offset:]
+        self.runtime.cancel(WARM_KEY)  # a real request beats warming
+        cached = None if invoked else self.cache.lookup(uri, prefix, suffix)
+        if cached is not None:
+            self.notify_status("ready", "ready", latencyMs=round((time.monotonic() - started) * 1000, 1), cached=True)
+            return doc, offset, cached
         request = self.completion_request(doc, offset)
         cancel = self.runtime.token_for(uri, self.settings.time_budget_ms)
+        candidates = INVOKED_CANDIDATES if invoked else 1
         self.notify_status("generating", "generating")
         try:
             result = await self.runtime.run(
-                lambda backend: complete(backend, request, cancel), cancel, self._log_abandoned
+                lambda backend: complete(backend, request, cancel, candidates=candidates), cancel, self._log_abandoned
             )
         except Cancelled:
             return None
@@ -193,15 +216,37 @@ class FimbleServer(LanguageServer):
             self.show_error(str(exc))
             self.notify_status("error", str(exc))
             raise rpc_error(exc) from None
+        self.cache.put(uri, prefix, suffix, result.suggestions)
         g = result.generation
         self.notify_status(
             "ready",
             "ready",
-            latencyMs=round(result.timings_ms["total"]),
+            latencyMs=round((time.monotonic() - started) * 1000, 1),
             tokensPerSecond=round(g.tokens_per_second, 1),
+            promptTokens=g.prompt_tokens,
+            reusedTokens=g.reused_tokens,
+            generatedTokens=g.generated_tokens,
+            serverMs=round(result.timings_ms["total"] - g.prompt_ms - g.generate_ms, 1),
+            cached=False,
         )
         log.info("completion %s", result.stats())
-        return result
+        return doc, offset, result.suggestions
+
+    def schedule_warm(self, uri: str) -> None:
+        """Warm the KV cache for a document the user opened or switched to, in the background on the worker; any
+        real request cancels it, and keeps the part already evaluated."""
+        doc = self.store.find(uri)
+        if doc is None or not self._load_queued.is_set():
+            return
+        self._active_uri = uri
+        request = self.completion_request(doc, len(doc.text))
+        cancel = self.runtime.token_for(WARM_KEY)
+        future = self.runtime.submit(lambda backend: warm(backend, request, cancel), cancel)
+        future.add_done_callback(lambda f: None if f.cancelled() else f.exception())  # never an unhandled error
+
+    def note_activity(self, uri: str) -> None:
+        if uri != self._active_uri:
+            self.schedule_warm(uri)
 
     def _log_abandoned(self, future: Future[Completion]) -> None:
         """Runs on the worker thread once a cancelled request's generation has stopped."""
@@ -271,6 +316,7 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
     def on_open(ls: FimbleServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
         ls.store.open(item.uri, item.text, item.version, item.language_id)
+        ls.schedule_warm(item.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: FimbleServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -283,6 +329,7 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
                 changes.append((change.text, None, None))
         try:
             ls.store.change(params.text_document.uri, params.text_document.version, changes)
+            ls.note_activity(params.text_document.uri)
         except FimbleError as exc:
             # A change we cannot apply means our copy is out of sync; say so instead of completing on wrong text.
             ls.show_error(f"{exc} Close and reopen the file to resynchronise.")
@@ -290,33 +337,38 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: FimbleServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.store.close(params.text_document.uri)
+        ls.cache.forget(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def on_inline_completion(
         ls: FimbleServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        result = await ls.complete_at(params.text_document.uri, params.position)
-        if result is None or not result.text:
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        found = await ls.complete_at(params.text_document.uri, params.position, invoked)
+        if found is None:
             return types.InlineCompletionList(items=[])
-        doc = ls.document(params.text_document.uri)
-        start = offset_of(doc, params.position)
-        end = min(len(doc.text), start + result.replace_suffix)
-        item = types.InlineCompletionItem(
-            insert_text=result.text,
-            range=types.Range(start=params.position, end=position_of(doc, end)),
-        )
-        return types.InlineCompletionList(items=[item])
+        doc, start, suggestions = found
+        items = []
+        for suggestion in suggestions:
+            end = min(len(doc.text), start + suggestion.replace_suffix)
+            items.append(
+                types.InlineCompletionItem(
+                    insert_text=suggestion.text,
+                    range=types.Range(start=params.position, end=position_of(doc, end)),
+                )
+            )
+        return types.InlineCompletionList(items=items)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,
         types.CompletionOptions(trigger_characters=[".", "(", " "], resolve_provider=False),
     )
     async def on_completion(ls: FimbleServer, params: types.CompletionParams) -> types.CompletionList:
-        result = await ls.complete_at(params.text_document.uri, params.position)
-        if result is None or not result.text:
+        found = await ls.complete_at(params.text_document.uri, params.position)
+        if found is None or not found[2]:
             return types.CompletionList(is_incomplete=True, items=[])
-        doc = ls.document(params.text_document.uri)
-        cursor = offset_of(doc, params.position)
+        doc, cursor, suggestions = found
+        result = suggestions[0]
         word_start = cursor
         while word_start > 0 and (doc.text[word_start - 1].isalnum() or doc.text[word_start - 1] == "_"):
             word_start -= 1
@@ -351,6 +403,8 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
         return await ls.debug_prompt(uri, types.Position(line=line, character=character))
 
     # Capabilities built in their own modules (context engine, agent) register themselves here, one line each.
+    register_agent_features(server)
+    register_context_features(server)
 
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: FimbleServer, params: Any) -> None:

@@ -245,18 +245,22 @@ class LlamaCppBackend:
         return 0
 
     def warm(self, prompt: Sequence[int], cancel: CancelToken) -> int:
-        """Evaluate a prompt without generating, so the next request finds it in the KV cache."""
+        """Evaluate a prompt without generating, so the next request finds it in the KV cache; returns the number
+        of tokens evaluated. Stops between batches when cancelled (a real request arrived)."""
         prompt = list(prompt)[: self.info.n_ctx - 1]
         if not prompt:
             return 0
         reused = self._reuse_prefix(prompt)
         rest = prompt[reused:]
-        batch = max(1, self._llm.n_batch)
+        # Small batches: a keystroke's request waits for at most one of them before it takes over the worker.
+        batch = max(1, min(self._llm.n_batch, 128))
+        evaluated = 0
         for i in range(0, len(rest), batch):
             if cancel.cancelled:
                 break
             self._llm.eval(rest[i : i + batch])
-        return reused
+            evaluated += len(rest[i : i + batch])
+        return evaluated
 
     def close(self) -> None:
         llm: Any = getattr(self, "_llm", None)

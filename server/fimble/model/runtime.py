@@ -142,6 +142,12 @@ class ModelRuntime:
                 self._latest[key] = token
         return token
 
+    def cancel(self, key: str) -> None:
+        with self._lock:
+            token = self._latest.pop(key, None)
+        if token is not None:
+            token.cancel()
+
     def submit(self, fn: Callable[[ModelBackend], T], cancel: CancelToken) -> Future[T]:
         """Run `fn(backend)` on the worker after any load in progress; skipped if cancelled before it starts."""
         load = self._load

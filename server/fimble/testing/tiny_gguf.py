@@ -9,6 +9,7 @@ control tokens or broken UTF-8.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy.typing as npt
 __all__ = [
     "BOS_TOKEN",
     "FAMILY_SPECIAL_TOKENS",
+    "SCRIPTED",
     "TinyModelSpec",
     "write_not_gguf",
     "write_tiny_gguf",
@@ -100,6 +102,14 @@ class TinyModelSpec:
     context_length: int = 2048
     seed: int = 0
     eos_token: str = "<|endoftext|>"
+    # Scripted mode: instead of random text the model writes one of these strings (greedy: the first), each a
+    # chain of distinct characters ending in EOS, whatever the prompt. Random output is mostly what fimble's
+    # filters are built to drop (loops, syntax errors), so end-to-end tests of the machinery use a script that
+    # is valid after `x = ` or at the start of a statement. Characters may not repeat across the strings.
+    script: tuple[str, ...] | None = None
+
+
+SCRIPTED = ("val=fn(x)", "ok")
 
 
 # Spellings by FIM role, covering every family above.  Codestral's [PREFIX]
@@ -347,12 +357,54 @@ def _build_tensors(vocab: _Vocab, seed: int) -> dict[str, Tensor]:
     return tensors
 
 
+def _build_scripted_tensors(vocab: _Vocab, seed: int, script: tuple[str, ...]) -> dict[str, Tensor]:
+    """A bigram machine: blocks write nothing, so the last token alone picks the next one.
+
+    Script characters get orthogonal embedding axes (1..k), every other token lives on the remaining axes, so
+    logits are exact: the successor of a script character scores ~45, the scripts' first characters score ~11 for
+    any other token (the first string a little higher than the rest), everything else 0.
+    """
+    tensors = _build_tensors(vocab, seed)
+    chars = [c for text in script for c in text]
+    if len(set(chars)) != len(chars):
+        raise ValueError("script characters must all differ (a bigram machine cannot repeat one)")
+    if any(c.encode() not in (bytes([b]) for b in range(128)) for c in chars):
+        raise ValueError("script characters must be ASCII")
+    n_axes = len(chars)
+    if n_axes + 2 > _N_EMBD:
+        raise ValueError("script too long for the tiny model's embedding")
+    embd = tensors["token_embd.weight"]
+    rng = np.random.default_rng(seed + 1)
+    embd[:, 1 : 1 + n_axes] = 0.0
+    embd[:, 1 + n_axes :] = rng.standard_normal((embd.shape[0], _N_EMBD - 1 - n_axes)).astype(np.float32)
+    axis = {ord(c): 1 + i for i, c in enumerate(chars)}
+    for token_id, k in axis.items():
+        embd[token_id, :] = 0.0
+        embd[token_id, 0] = _BIAS_CHANNEL_EMBED
+        embd[token_id, k] = _BIAS_CHANNEL_EMBED
+    for i in range(_N_LAYER):
+        tensors[f"blk.{i}.attn_output.weight"][:] = 0.0
+        tensors[f"blk.{i}.ffn_down.weight"][:] = 0.0
+    output = np.zeros_like(tensors["output.weight"])
+    for text in script:
+        for current, following in itertools.pairwise(text):
+            output[ord(following), axis[ord(current)]] = 8.0
+        output[vocab.eos_id, axis[ord(text[-1])]] = 8.0
+    for rank, text in enumerate(script):
+        output[ord(text[0]), 0] = 2.0 - 0.03 * rank  # close, so sampling picks among the scripts
+    tensors["output.weight"] = output
+    return tensors
+
+
 def write_tiny_gguf(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
     """Write a deterministic tiny llama-architecture GGUF model to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     vocab = _build_vocab(spec)
-    tensors = _build_tensors(vocab, spec.seed)
+    if spec.script:
+        tensors = _build_scripted_tensors(vocab, spec.seed, spec.script)
+    else:
+        tensors = _build_tensors(vocab, spec.seed)
 
     # Write beside the target and rename, so a concurrently starting test or
     # an interrupted run never sees a half-written model at ``path``.

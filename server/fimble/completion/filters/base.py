@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,29 @@ class FilterContext:
     prefix: str  # the whole document before the cursor
     suffix: str  # the whole document after the cursor
     language_id: str
+    path: str = ""
 
-    @property
+    @cached_property
     def line_prefix(self) -> str:
         return self.prefix[self.prefix.rfind("\n") + 1 :]
 
-    @property
+    @cached_property
     def line_suffix(self) -> str:
         end = self.suffix.find("\n")
         return self.suffix if end == -1 else self.suffix[:end]
+
+    @cached_property
+    def lines_below(self) -> list[str]:
+        """Up to 50 lines after the cursor's line (the suffix without the rest of the current line)."""
+        end = self.suffix.find("\n")
+        if end == -1:
+            return []
+        return self.suffix[end + 1 :].split("\n", 50)[:50]
+
+    @cached_property
+    def indent_unit(self) -> str:
+        """The file's indentation unit: a tab, or the most common step between space indents (default 4)."""
+        return detect_indent_unit(self.prefix[-20000:] + "\n" + self.suffix[:20000])
 
 
 Filter = Callable[[Suggestion, FilterContext], Suggestion | None]
@@ -41,3 +56,37 @@ def apply_filters(suggestion: Suggestion, ctx: FilterContext, filters: Sequence[
             return None
         current = step(current, ctx)
     return current
+
+
+def indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def indent_width(line: str, tab: int = 4) -> int:
+    return len(indent_of(line).expandtabs(tab))
+
+
+def detect_indent_unit(text: str) -> str:
+    tabs = spaces = 0
+    steps: dict[int, int] = {}
+    previous = 0
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        lead = indent_of(line)
+        if lead.startswith("\t"):
+            tabs += 1
+            continue
+        width = len(lead)
+        if width:
+            spaces += 1
+        if width > previous:
+            step = width - previous
+            steps[step] = steps.get(step, 0) + 1
+        previous = width
+    if tabs > spaces:
+        return "\t"
+    if not steps:
+        return "    "
+    best = max(sorted(steps), key=lambda s: steps[s])
+    return " " * best if best in (2, 3, 4, 8) else "    "

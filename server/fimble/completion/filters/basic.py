@@ -1,22 +1,16 @@
-"""The filters every suggestion passes (the foundation set; shaping filters build on these)."""
+"""Small, always-on clean-ups."""
 
 from __future__ import annotations
 
-from fimble.completion.filters.base import Filter, FilterContext, Suggestion
+from fimble.completion.filters.base import FilterContext, Suggestion
 
 
 def normalize_newlines(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
     return s.with_text(s.text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
-def finish_line_when_mid_line(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
-    """With code right of the cursor, the suggestion only finishes the current line."""
-    if ctx.line_suffix.strip():
-        return s.with_text(s.text.split("\n", 1)[0])
-    return s
-
-
 def trim_trailing_whitespace(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
+    """No trailing spaces on any line and no trailing blank lines; a lone leading newline is kept (next line)."""
     lines = [line.rstrip() for line in s.text.split("\n")]
     while len(lines) > 1 and not lines[-1]:
         lines.pop()
@@ -25,11 +19,3 @@ def trim_trailing_whitespace(s: Suggestion, ctx: FilterContext) -> Suggestion | 
 
 def drop_empty(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
     return s if s.text.strip() else None
-
-
-DEFAULT_FILTERS: tuple[Filter, ...] = (
-    normalize_newlines,
-    finish_line_when_mid_line,
-    trim_trailing_whitespace,
-    drop_empty,
-)

@@ -1,0 +1,53 @@
+"""Suggestions that repeat the code below the cursor, or themselves, are cut or dropped."""
+
+from __future__ import annotations
+
+import re
+
+from fimble.completion.filters.base import FilterContext, Suggestion
+
+_DEGENERATE = re.compile(r"(.{1,12}?)\1{4,}", re.DOTALL)
+
+
+def stop_at_suffix_repeat(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
+    """Cut the suggestion where it starts re-typing the lines that already follow the cursor."""
+    below = [line.strip() for line in ctx.lines_below if line.strip()][:3]
+    if not below:
+        return s
+    lines = s.text.split("\n")
+    for i, line in enumerate(lines):
+        if i == 0 and not line.strip():
+            continue
+        if line.strip() and line.strip() == below[0]:
+            # one matching line might be legitimate (e.g. `return x`) when the next ones differ
+            following = [ln.strip() for ln in lines[i + 1 : i + 3] if ln.strip()]
+            if not following or below[1 : 1 + len(following)] == following or len(below) == 1:
+                return s.with_text("\n".join(lines[:i]))
+    return s
+
+
+def drop_degenerate(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
+    """Drop text that is mostly one short pattern repeated; collapse a line repeated many times in a row."""
+    text = s.text
+    if "\ufffd" in text:  # bytes that are not UTF-8: keep what came before them
+        text = text[: text.index("\ufffd")]
+        s = s.with_text(text)
+    m = _DEGENERATE.search(text)
+    if m and (m.end() - m.start()) >= 0.6 * len(text.strip()) and len(text.strip()) >= 8:
+        return None
+    # A few patterns interleaved ("fovfovRJ2fovfov...") escape the regex; they have far fewer distinct trigrams
+    # per character than code (measured: loops ~0.1, code 0.4-0.7).
+    if len(text) >= 48 and len({text[i : i + 3] for i in range(len(text) - 2)}) < 0.2 * len(text):
+        return None
+    lines = text.split("\n")
+    out: list[str] = []
+    run = 0
+    for line in lines:
+        if out and line.strip() and line == out[-1]:
+            run += 1
+            if run >= 2:  # the same line three times: the model is looping; keep its first occurrence
+                return s.with_text("\n".join(out[: len(out) - run + 1]))
+        else:
+            run = 0
+        out.append(line)
+    return s

@@ -1,0 +1,111 @@
+"""The keystroke loop end to end: typed-through cache, manual trigger candidates, warm-up, status reporting."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from fimble.completion.cache import CompletionCache
+from fimble.completion.filters import Suggestion
+from tests.conftest import Recorder, open_doc
+from tests.test_lsp_server import inline_params, wait_until
+
+URI = "file:///work/loop.py"
+
+
+def test_cache_serves_typed_through_text_and_backspace() -> None:
+    cache = CompletionCache(capacity=4)
+    cache.put("u", "x = ", "\n", [Suggestion("compute(1)")])
+    assert cache.lookup("u", "x = comp", "\n") == [Suggestion("ute(1)")]
+    assert cache.lookup("u", "x = ", "\n") == [Suggestion("compute(1)")]  # backspaced to where it was made
+    assert cache.lookup("u", "x = compute(1)", "\n") is None  # fully typed: nothing left to show
+    assert cache.lookup("u", "x = cat", "\n") is None  # typed something else
+    assert cache.lookup("u", "x = comp", "\nmore") is None  # text after the cursor changed
+    assert cache.lookup("other", "x = comp", "\n") is None
+    for i in range(5):
+        cache.put("u", f"y{i} = ", "", [Suggestion("1")])
+    assert cache.lookup("u", "x = comp", "\n") is None  # evicted (LRU)
+
+
+def test_cache_compares_long_prefixes_exactly() -> None:
+    cache = CompletionCache()
+    head = "a = 1\n" * 2000
+    cache.put("u", head + "x = ", "", [Suggestion("foo()")])
+    assert cache.lookup("u", head + "x = fo", "") == [Suggestion("o()")]
+    changed = "b" + head[1:]
+    assert cache.lookup("u", changed + "x = fo", "") is None
+
+
+async def test_typing_what_the_suggestion_shows_hits_the_cache(lsp: tuple[LanguageClient, Recorder]) -> None:
+    client, recorder = lsp
+    open_doc(client, URI, "value = ")
+    first = await client.text_document_inline_completion_async(inline_params(URI, 0, 8))
+    text = first.items[0].insert_text
+    assert isinstance(text, str) and len(text) >= 2
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=types.Position(0, 8), end=types.Position(0, 8)), text=text[0]
+                )
+            ],
+        )
+    )
+    second = await client.text_document_inline_completion_async(inline_params(URI, 0, 9))
+    assert second.items[0].insert_text == text[1:]
+    await wait_until(lambda: any(s.get("cached") is True for s in recorder.status))
+
+
+async def test_manual_trigger_returns_several_distinct_candidates(lsp: tuple[LanguageClient, Recorder]) -> None:
+    client, _ = lsp
+    open_doc(client, URI, "def handler(event):\n    ")
+    params = inline_params(URI, 1, 4)
+    params.context = types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)
+    result = await client.text_document_inline_completion_async(params)
+    texts = [item.insert_text for item in result.items]
+    assert len(texts) >= 2 and len(set(texts)) == len(texts)
+
+
+async def test_status_reports_tokens_and_reuse(lsp: tuple[LanguageClient, Recorder]) -> None:
+    client, recorder = lsp
+    open_doc(client, URI, "import os\nimport sys\n\n\ndef main():\n    path = \n")
+    await client.text_document_inline_completion_async(inline_params(URI, 5, 11))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=types.Position(5, 11), end=types.Position(5, 11)), text="zz"
+                )
+            ],
+        )
+    )
+    await client.text_document_inline_completion_async(inline_params(URI, 5, 13))
+    await asyncio.sleep(0.1)
+    done = [s for s in recorder.status if s.get("cached") is False]
+    assert len(done) >= 2
+    assert done[-1]["promptTokens"] > 0 and done[-1]["reusedTokens"] > 0
+    assert done[-1]["serverMs"] >= 0
+
+
+async def test_opening_a_file_warms_the_cache(tiny_model: Path) -> None:
+    from tests.conftest import start_client
+
+    client, recorder = await start_client(model=tiny_model)
+    try:
+        text = "import os\n" * 50 + "x = "
+        await wait_until(lambda: any(s["state"] == "ready" for s in recorder.status))
+        open_doc(client, URI, text)
+        await asyncio.sleep(0.5)  # let the warm-up run on the worker
+        await client.text_document_inline_completion_async(inline_params(URI, 50, 4))
+        await wait_until(lambda: any(s.get("cached") is False for s in recorder.status))
+        done = next(s for s in recorder.status if s.get("cached") is False)
+        # Everything but the last token or two of the prompt came from the warmed KV cache.
+        assert done["reusedTokens"] >= done["promptTokens"] - 2
+    finally:
+        await client.shutdown_session()
+        await client.stop()
