@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from fimble.cli.main import print_json
 from fimble.completion.pipeline import CompletionRequest, complete
+from fimble.context.engine import ContextEngine
 from fimble.documents.document import Document
 from fimble.documents.languages import language_from_path
 from fimble.errors import DocumentError
+from fimble.index.gitinfo import GitInfo
 from fimble.model.backend import CancelToken
 from fimble.model.runtime import ModelRuntime
 from fimble.settings import Settings
@@ -51,21 +54,52 @@ def cursor_offset(doc: Document, line: int, col: int) -> int:
     return doc.offset_at(line - 1, 0) + col - 1
 
 
+# `fimble complete` indexes the file's repository on the fly (the persisted index makes later runs cheap); this
+# bounds the first run on a large repository, nearest directories first.
+CLI_INDEX_SECONDS = 8.0
+CLI_INDEX_MAX_FILES = 5000
+
+
+def workspace_root(path: Path) -> Path:
+    """The git work tree holding `path`, else its folder."""
+    folder = path.resolve().parent
+    git = GitInfo.discover(folder)
+    return git.repo_root if git is not None else folder
+
+
 def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     path, line, col = parse_location(args.location)
     doc = read_document(path)
     offset = cursor_offset(doc, line, col)
     settings = Settings.from_env().merged(overrides)
+    engine: ContextEngine | None = None
+    rel = path.name
+    index_ms = 0.0
     runtime = ModelRuntime()
     try:
-        runtime.load(settings)
+        runtime.load(settings)  # loads on the runtime's thread while the repository is indexed here
+        if settings.context_sources:
+            engine = ContextEngine(workspace_root(path), max_files=CLI_INDEX_MAX_FILES)
+            rel = engine.rel_path(doc.uri) or path.name
+            t0 = time.monotonic()
+            engine.index_now(time_limit=CLI_INDEX_SECONDS, near=rel)
+            index_ms = (time.monotonic() - t0) * 1000
         backend = runtime.backend_sync()
         request = CompletionRequest(
-            text=doc.text, offset=offset, language_id=doc.language_id, path=path.name, settings=settings
+            text=doc.text,
+            offset=offset,
+            language_id=doc.language_id,
+            path=rel,
+            settings=settings,
+            uri=doc.uri,
+            context=engine,
+            repo=engine.root.name if engine is not None and engine.root is not None else "",
         )
         result = runtime.run_sync(lambda b: complete(b, request, CancelToken()))
     finally:
         runtime.shutdown()
+        if engine is not None:
+            engine.close()
     info = backend.info
     if args.show_prompt:
         print("----- prompt -----", file=sys.stderr)
@@ -81,7 +115,10 @@ def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
                 "format": info.format.name,
                 "load_ms": round(info.load_ms, 1),
                 **stats,
-                "prompt_parts": [{"source": p.source, "tokens": p.tokens} for p in result.prompt.parts],
+                "prompt_parts": [
+                    {"source": p.source, "tokens": p.tokens, "ms": round(p.ms, 2)} for p in result.prompt.parts
+                ],
+                "index_ms": round(index_ms, 1),
                 **({"prompt": result.prompt.text()} if args.show_prompt else {}),
             }
         )

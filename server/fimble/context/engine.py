@@ -1,0 +1,442 @@
+"""The context engine: one facade over syntax trees, the workspace index, the ring of recent chunks, git, and the
+sources that turn them into prompt snippets.
+
+Threads: document events arrive on the LSP event loop (`attach`'s listener, `note_viewed`, `on_saved`) and must stay
+cheap; `gather` runs on the model worker thread per request and only reads in-memory state; everything slow (parsing
+files, git subprocesses, persistence) runs on the engine's own background worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
+from fimble.context.ring import CHUNK_LINES, Ring
+from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource
+from fimble.context.window import snap_window
+from fimble.context.worker import Worker
+from fimble.documents.document import Document, TextEdit
+from fimble.documents.store import DocumentStore
+from fimble.errors import DocumentError
+from fimble.index.files import MAX_FILES
+from fimble.index.gitinfo import GitInfo, Hunk
+from fimble.index.workspace import BuildStats, WorkspaceIndex, default_cache_file
+from fimble.syntax.languages import grammar_name
+from fimble.syntax.specs import spec_for
+from fimble.syntax.trees import SyntaxTrees, byte_offset, parse_text, uri_path
+
+log = logging.getLogger(__name__)
+
+# Prompt order, most stable first: what changes least between keystrokes goes earliest, so consecutive prompts
+# share the longest token prefix and the KV cache is reused; the scope (which follows the cursor) goes last,
+# right before the cursor window.
+SOURCE_ORDER: tuple[str, ...] = ("git", "ring", "definitions", "scope")
+# Run order when time is short: the most useful source first.
+RUN_ORDER: tuple[str, ...] = ("scope", "definitions", "ring", "git")
+# Each source's cap as a share of the context budget (they overlap; the merge keeps the best within the total).
+SOURCE_SHARE = {"scope": 0.25, "definitions": 0.5, "ring": 0.35, "git": 0.25}
+# Each source's own deadline; the request's overall deadline also applies.
+SOURCE_DEADLINE_MS = {"scope": 6.0, "definitions": 15.0, "ring": 6.0, "git": 4.0}
+# A keystroke's re-parse that runs longer than this is finished in the background; the request uses the previous
+# tree shifted by the edits (an unclosed bracket can make tree-sitter re-parse the rest of a large file).
+SYNTAX_BUDGET_S = 0.008
+GIT_REFRESH_S = 1.0
+DOC_REINDEX_S = 1.5
+SAVE_AFTER_S = 15.0
+CO_CHANGE_REFRESH_S = 600.0
+
+Report = Callable[[str, int], None]  # (message, percentage)
+
+
+@dataclass
+class _GitState:
+    hunks: dict[str, list[Hunk]]
+    co: dict[str, Counter[str]]
+    co_at: float = 0.0
+
+
+class ContextEngine:
+    def __init__(
+        self,
+        root: Path | None,
+        *,
+        cache_file: Path | bool | None = True,
+        max_files: int = MAX_FILES,
+    ) -> None:
+        """`root`: the workspace folder (None: single files, no index). `cache_file`: True for the user cache dir,
+        False/None for no persistence, or a path."""
+        self.root = root.resolve() if root is not None else None
+        self._cache_file = cache_file
+        self.max_files = max_files
+        self.trees = SyntaxTrees()
+        self.ring = Ring()
+        self.index: WorkspaceIndex | None = None
+        self.git: GitInfo | None = None
+        self._git_state = _GitState({}, {})
+        self._store: DocumentStore | None = None
+        self._worker = Worker()
+        self.trees.on_slow = self._finish_parse_later
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}  # uri -> row the user was last at, not yet captured into the ring
+        self._last_uri: str | None = None
+        self._seen: set[str] = set()
+        self._checking: set[str] = set()
+        self._rel_cache: dict[str, str] = {}
+        self._setup_done = False
+        self.last_build: BuildStats | None = None
+        self.sources: dict[str, Source] = {
+            "scope": ScopeSource(),
+            "definitions": DefinitionsSource(lambda: self.index, self.co_change),
+            "ring": RingSource(self.ring, self.allowed, self.co_change),
+            "git": GitSource(lambda: self._git_state.hunks, self.allowed, self.co_change),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def attach(self, store: DocumentStore) -> None:
+        self._store = store
+        self.trees.attach(store)
+        store.on_edit(self._on_edit)
+        self._seen.update(doc.uri for doc in store)
+
+    def start_indexing(self, report: Report | None = None) -> None:
+        """Index the workspace on the background thread, reporting progress; returns at once."""
+        self._worker.start()
+        self._worker.submit(lambda: self._build(report))
+
+    def index_now(self, time_limit: float | None = None, near: str | None = None) -> BuildStats | None:
+        """Index synchronously (the CLI): at most `time_limit` seconds, files nearest `near` first."""
+        return self._build(None, time_limit=time_limit, near=near)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Run all queued and scheduled background work now and wait for it (tests, benchmark)."""
+        return self._worker.wait_idle(timeout)
+
+    def close(self) -> None:
+        self._worker.stop()
+        index = self.index
+        if index is not None and index.dirty:
+            index.save()
+
+    def _setup(self) -> None:
+        if self._setup_done:
+            return
+        self._setup_done = True
+        if self.root is None or not self.root.is_dir():
+            return
+        self.git = GitInfo.discover(self.root)
+        if self._cache_file is True:
+            cache: Path | None = default_cache_file(self.root)
+        elif isinstance(self._cache_file, Path):
+            cache = self._cache_file
+        else:
+            cache = None
+        self.index = WorkspaceIndex(self.root, self.git, cache, max_files=self.max_files)
+
+    def _build(
+        self, report: Report | None, time_limit: float | None = None, near: str | None = None
+    ) -> BuildStats | None:
+        self._setup()
+        index = self.index
+        if index is None:
+            if report is not None:
+                report("no workspace folder: cursor, scope and recent-edit context only", 100)
+            return None
+        if report is not None:
+            report("listing files", 0)
+
+        def progress(done: int, total: int) -> None:
+            if report is not None and total:
+                report(f"{done}/{total} files", min(99, done * 100 // total))
+
+        stats = index.build(progress, stop=self._worker.stop_event, time_limit=time_limit, near=near)
+        self.last_build = stats
+        with self._lock:
+            self._checking.clear()  # the new listing settles what earlier checks were for
+        self._refresh_git(co_change=True)
+        if index.dirty:
+            index.save()
+        if report is not None:
+            report(
+                f"indexed {stats.indexed} files ({stats.symbols} symbols, {stats.parsed} parsed, "
+                f"{stats.reused} from cache) in {stats.seconds:.1f} s",
+                100,
+            )
+        return stats
+
+    def _finish_parse_later(self, uri: str) -> None:
+        self._worker.later(f"parse:{uri}", 0.0, lambda: self.trees.tree(uri))
+
+    def _refresh_git(self, co_change: bool = False) -> None:
+        git = self.git
+        if git is None:
+            return
+        hunks = git.diff_hunks()
+        state = self._git_state
+        co = state.co
+        co_at = state.co_at
+        if co_change or time.monotonic() - co_at > CO_CHANGE_REFRESH_S:
+            co = git.co_changes()
+            co_at = time.monotonic()
+        self._git_state = _GitState(hunks, co, co_at)
+
+    # -- events --------------------------------------------------------------------------------------------
+    def rel_path(self, uri: str) -> str | None:
+        """Path relative to the workspace root, '/'-separated; None outside the root (or without one)."""
+        if self.root is None or not uri:
+            return None
+        cached = self._rel_cache.get(uri)
+        if cached is not None:
+            return cached or None
+        path = Path(uri_path(uri)) if uri.startswith("file:") else Path(uri)
+        rel = ""
+        if path.is_absolute():
+            try:
+                rel = path.relative_to(self.root).as_posix()
+            except ValueError:
+                try:  # the editor may name the folder through a symlink
+                    rel = path.resolve().relative_to(self.root).as_posix()
+                except (ValueError, OSError):
+                    rel = ""
+        rel = "" if rel == "." else rel
+        if len(self._rel_cache) > 4096:
+            self._rel_cache.clear()
+        self._rel_cache[uri] = rel
+        return rel or None
+
+    def on_saved(self, uri: str) -> None:
+        rel = self.rel_path(uri)
+        self._capture_pending(uri)
+        if rel is None:
+            return
+        self._worker.start()
+        self._worker.submit(lambda: self._update_paths([rel]))
+
+    def on_files_changed(self, uris: Sequence[str]) -> None:
+        rels = [r for r in (self.rel_path(u) for u in uris) if r is not None]
+        if rels:
+            self._worker.start()
+            self._worker.submit(lambda: self._update_paths(rels))
+
+    def note_viewed(self, uri: str) -> None:
+        """A document was opened: its first chunk joins the ring (the user is likely to look at it)."""
+        self._seen.add(uri)
+        doc = self._store.find(uri) if self._store is not None else None
+        if doc is not None:
+            self._capture(doc, 0, head=True)
+
+    def _update_paths(self, rels: list[str]) -> None:
+        index = self.index
+        if index is not None and any(r == ".gitignore" or r.endswith("/.gitignore") for r in rels):
+            self._build(None)  # what may be indexed changed: list the files again (unchanged ones come from cache)
+            return
+        if index is not None:
+            changed = [rel for rel in rels if index.update_path(rel)]
+            if changed:
+                self._worker.later("save", SAVE_AFTER_S, self._save)
+        self._worker.later("git", GIT_REFRESH_S, self._refresh_git)
+
+    def _save(self) -> None:
+        index = self.index
+        if index is not None and index.dirty:
+            index.save()
+
+    def _on_edit(self, doc: Document, edits: list[TextEdit]) -> None:
+        """On the event loop for every keystroke: O(1) bookkeeping plus, now and then, one 64-line chunk copy."""
+        if doc.uri not in self._seen:
+            self.note_viewed(doc.uri)
+            # parse a just-opened document in the background: the first completion then finds its tree ready
+            self._worker.submit(lambda: self.trees.tree(doc.uri))
+            return
+        if not edits:
+            return
+        row = edits[-1].start_point[0]
+        self._moved_to(doc.uri, row)
+        rel = self.rel_path(doc.uri)
+        index = self.index
+        grammar = grammar_name(doc.language_id, rel)
+        if rel is not None and index is not None and grammar is not None:
+            store = self._store
+
+            def reindex() -> None:
+                current = store.find(doc.uri) if store is not None else None
+                if current is not None:
+                    index.update_source(rel, current.text.encode("utf-8", "surrogatepass"), grammar)
+
+            self._worker.later(f"doc:{doc.uri}", DOC_REINDEX_S, reindex)
+
+    def _moved_to(self, uri: str, row: int) -> None:
+        """The user is at `row` of `uri`: capture where they were before if that was elsewhere."""
+        with self._lock:
+            previous_uri = self._last_uri
+            previous_row = self._pending.get(uri)
+            self._last_uri = uri
+            self._pending[uri] = row
+        if previous_uri is not None and previous_uri != uri:
+            self._capture_pending(previous_uri)
+        elif previous_row is not None and abs(previous_row - row) > CHUNK_LINES // 2:
+            doc = self._store.find(uri) if self._store is not None else None
+            if doc is not None:
+                self._capture(doc, previous_row)
+
+    def _capture_pending(self, uri: str) -> None:
+        with self._lock:
+            row = self._pending.pop(uri, None)
+        doc = self._store.find(uri) if self._store is not None else None
+        if row is not None and doc is not None:
+            self._capture(doc, row)
+
+    def _capture(self, doc: Document, row: int, head: bool = False) -> None:
+        start = 0 if head else max(0, min(row - CHUNK_LINES // 2, doc.line_count - CHUNK_LINES))
+        end = min(doc.line_count, start + CHUNK_LINES)
+        try:
+            text = "\n".join(doc.line(r) for r in range(start, end))
+        except DocumentError:
+            return
+        rel = self.rel_path(doc.uri)
+        if rel is None and self.root is not None:
+            return  # outside the workspace: no ignore rules can vouch for it
+        path = rel if rel is not None else PurePosixPath(uri_path(doc.uri)).name
+        self.ring.add(path, doc.uri, start, text)
+
+    def allowed(self, rel: str) -> bool:
+        """Whether a file's text may be sent to the model: not ignored and not skipped. Unknown means no, for now;
+        a check is queued so the answer is known by the next request."""
+        if self.root is None:
+            return True
+        index = self.index
+        if index is None:
+            return False
+        verdict = index.allowed(rel)
+        if verdict is None:
+            with self._lock:
+                if rel in self._checking:
+                    return False
+                self._checking.add(rel)
+            self._worker.start()
+            self._worker.submit(lambda: index.check_allowed([rel]))
+            return False
+        return verdict
+
+    def co_change(self, a: str, b: str) -> float:
+        """How strongly two files change together in history, 0..1."""
+        partners = self._git_state.co.get(a)
+        if not partners:
+            return 0.0
+        return min(1.0, partners.get(b, 0) / 3.0)
+
+    # -- requests ------------------------------------------------------------------------------------------
+    def cursor(self, query: ContextQuery) -> Cursor:
+        text = query.text
+        rel = self.rel_path(query.uri) if query.uri else None
+        if rel is None and self.root is not None and query.path and not query.uri:
+            rel = query.path
+        grammar = grammar_name(query.language_id, rel or query.path or uri_path(query.uri))
+        tracked = bool(query.uri) and self.trees.tracked(query.uri)
+        tree = self.trees.tree(query.uri, text, SYNTAX_BUDGET_S) if tracked else None
+        src = text.encode("utf-8", "surrogatepass")
+        if tree is None and grammar is not None and not (tracked and self.trees.matches(query.uri, text)):
+            # not an open document (the CLI), or a snapshot the document has moved past: parse it, within budget
+            tree = parse_text(text, grammar, budget_s=None if not query.uri else SYNTAX_BUDGET_S)
+        offset = max(0, min(query.offset, len(text)))
+        row = text.count("\n", 0, offset)
+        if query.window is not None:
+            lo, hi = query.window
+            window_rows = (text.count("\n", 0, lo), row + text.count("\n", offset, hi))
+        else:
+            window_rows = (row, row)
+        return Cursor(
+            query=query,
+            rel=rel,
+            grammar=grammar,
+            spec=spec_for(grammar),
+            tree=tree,
+            src=src,
+            cursor_byte=byte_offset(text, offset),
+            row=row,
+            window_rows=window_rows,
+        )
+
+    def gather(
+        self,
+        query: ContextQuery,
+        sources: tuple[str, ...],
+        budget_tokens: int,
+        count_tokens: TokenCounter,
+        deadline: float,
+    ) -> ContextResult:
+        """Ranked snippets within `budget_tokens` (estimated with `count_tokens`), in prompt order."""
+        result = ContextResult()
+        t0 = time.monotonic()
+        try:
+            cursor = self.cursor(query)
+        except Exception:  # a broken tree or odd text must not cost the completion
+            log.exception("context: preparing the request failed")
+            result.notes["syntax"] = "failed"
+            return result
+        result.timings_ms["syntax"] = (time.monotonic() - t0) * 1000
+
+        def snap(start: int, end: int) -> tuple[int, int]:
+            try:
+                return snap_window(cursor.tree, cursor.text, cursor.query.offset, start, end)
+            except Exception:  # a window cut at lines is still a good window
+                log.exception("context: snapping the window failed")
+                return start, end
+
+        result.snap = snap
+        if query.uri:
+            # Only remember where the user is; chunks are copied on the event loop, which owns the documents.
+            with self._lock:
+                self._pending[query.uri] = cursor.row
+        candidates: list[Candidate] = []
+        for name in RUN_ORDER:
+            if name not in sources:
+                result.notes[name] = "off"
+                continue
+            source = self.sources.get(name)
+            if source is None:
+                continue
+            start = time.monotonic()
+            if start >= deadline:
+                result.notes[name] = "skipped: request deadline"
+                result.timings_ms[name] = 0.0
+                continue
+            budget = Budget(
+                tokens=int(budget_tokens * SOURCE_SHARE.get(name, 0.25)),
+                deadline=min(deadline, start + SOURCE_DEADLINE_MS.get(name, 5.0) / 1000),
+                count=count_tokens,
+            )
+            try:
+                got = source.gather(cursor, budget)
+            except Exception:
+                log.exception("context source %s failed", name)
+                result.notes[name] = "failed"
+                got = []
+            result.timings_ms[name] = (time.monotonic() - start) * 1000
+            if not got and name not in result.notes:
+                result.notes[name] = self._why_empty(name)
+            candidates.extend(got)
+        kept: list[Candidate] = []
+        used = 0
+        for cand in sorted(candidates, key=lambda c: -c.snippet.score):
+            if used + cand.tokens <= budget_tokens:
+                kept.append(cand)
+                used += cand.tokens
+        order = {name: i for i, name in enumerate(SOURCE_ORDER)}
+        kept.sort(key=lambda c: (order.get(c.snippet.source, len(order)), c.key))
+        result.snippets = [c.snippet for c in kept]
+        for cand in kept:
+            result.tokens[cand.snippet.source] = result.tokens.get(cand.snippet.source, 0) + cand.tokens
+        return result
+
+    def _why_empty(self, name: str) -> str:
+        if name in ("definitions",) and (self.index is None or not self.index.ready):
+            return "no index yet" if self.root is not None else "no workspace"
+        if name == "git" and self.git is None:
+            return "not a git repository"
+        return "nothing relevant"

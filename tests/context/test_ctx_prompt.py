@@ -1,0 +1,189 @@
+"""The context engine inside the real completion pipeline (tiny GGUF models through llama.cpp), the CLI and the
+LSP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from fimble.completion.pipeline import CompletionRequest, build_prompt
+from fimble.context.engine import ContextEngine
+from fimble.model.backend import ModelBackend
+from fimble.model.resolve import resolve_model
+from fimble.model.runtime import load_llama_cpp
+from fimble.settings import Settings
+from tests.conftest import open_doc, server_env, start_client
+from tests.context.conftest import ALL, SECRET
+
+MAIN = "app/main.py"
+
+
+def _backend(path: Path, n_ctx: int = 2048) -> Iterator[ModelBackend]:
+    settings = Settings(model=str(path), n_ctx=n_ctx, n_threads=1)
+    backend = load_llama_cpp(resolve_model(settings.model), settings)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def fim_backend(tiny_fim_model: Path) -> Iterator[ModelBackend]:
+    yield from _backend(tiny_fim_model)
+
+
+@pytest.fixture(scope="module")
+def plain_backend(tiny_model: Path) -> Iterator[ModelBackend]:
+    yield from _backend(tiny_model, n_ctx=1024)
+
+
+def request(root: Path, engine: ContextEngine | None, marker: str, sources: tuple[str, ...] = ALL) -> CompletionRequest:
+    text = (root / MAIN).read_text()
+    return CompletionRequest(
+        text=text,
+        offset=text.index(marker) + len(marker),
+        language_id="python",
+        path=MAIN,
+        settings=Settings(context_sources=sources, max_tokens=16),
+        uri=(root / MAIN).as_uri(),
+        context=engine,
+        repo="repo",
+    )
+
+
+def test_multi_file_prompt_carries_labelled_context(
+    fim_backend: ModelBackend, engine_ro: ContextEngine, repo_ro: Path
+) -> None:
+    prompt = build_prompt(fim_backend, request(repo_ro, engine_ro, "m = midpoint(a, b)\n"))
+    text = prompt.text()
+    assert "<|file_sep|>pkg/geometry.py\n" in text
+    assert "def midpoint(a: Point, b: Point) -> Point:" in text
+    assert SECRET not in text
+    sources = [p.source for p in prompt.parts]
+    assert sources[0] == "repo" and sources[-1] == "cursor window"
+    assert {"definitions", "git", "scope", "ring", "syntax"} <= set(sources)
+    assert all(p.ms >= 0 for p in prompt.parts)
+    assert len(prompt.ids) <= fim_backend.info.n_ctx - 16
+    # the cursor part comes last, the context before it
+    assert text.index("def midpoint(a: Point") < text.index("<|fim_prefix|>")
+
+
+def test_context_none_keeps_only_the_cursor_window(
+    fim_backend: ModelBackend, engine_ro: ContextEngine, repo_ro: Path
+) -> None:
+    prompt = build_prompt(fim_backend, request(repo_ro, engine_ro, "m = midpoint(a, b)\n", sources=()))
+    assert [p.source for p in prompt.parts] == ["repo", "cursor window"]
+    assert "pkg/geometry.py" not in prompt.text()
+
+
+def test_comment_rendering_and_budget_on_a_small_context(
+    plain_backend: ModelBackend, engine_ro: ContextEngine, repo_ro: Path
+) -> None:
+    prompt = build_prompt(plain_backend, request(repo_ro, engine_ro, "m = midpoint(a, b)\n"))
+    text = prompt.text()
+    assert "# def midpoint(a: Point, b: Point) -> Point:" in text
+    assert len(prompt.ids) <= plain_backend.info.n_ctx - 16
+
+
+def test_consecutive_keystrokes_share_the_context_prefix(
+    fim_backend: ModelBackend, engine_ro: ContextEngine, repo_ro: Path
+) -> None:
+    first = build_prompt(fim_backend, request(repo_ro, engine_ro, "m = midpoint(a, b)\n"))
+    second = build_prompt(fim_backend, request(repo_ro, engine_ro, "m = midpoint(a, b)\n    helper"))
+    shared = 0
+    for a, b in zip(first.ids, second.ids, strict=False):
+        if a != b:
+            break
+        shared += 1
+    context_tokens = sum(p.tokens for p in first.parts if p.source not in ("cursor window",))
+    assert shared >= context_tokens
+
+
+def fimble(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fimble", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_cli_complete_indexes_and_shows_the_prompt(tiny_fim_model: Path, repo_ro: Path, tmp_path: Path) -> None:
+    env = server_env(FIMBLE_CACHE_DIR=str(tmp_path / "cache"))
+    location = f"{repo_ro / MAIN}:9:5"
+    out = fimble("complete", location, "--model", str(tiny_fim_model), "--json", "--show-prompt", env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert "def midpoint(a: Point, b: Point) -> Point:" in data["prompt"]
+    assert SECRET not in data["prompt"]
+    parts = {p["source"]: p for p in data["prompt_parts"]}
+    assert parts["definitions"]["tokens"] > 0 and "ms" in parts["definitions"]
+    assert "--- definitions:" in out.stderr and " ms" in out.stderr  # the labelled prompt
+    assert list((tmp_path / "cache" / "index").glob("*.json"))  # persisted for the next run
+    off = fimble("complete", location, "--model", str(tiny_fim_model), "--json", "--context", "none", env=env)
+    assert off.returncode == 0, off.stderr
+    assert [p["source"] for p in json.loads(off.stdout)["prompt_parts"]] == ["cursor window"]
+
+
+async def test_lsp_indexes_with_progress_and_follows_saves(tiny_fim_model: Path, repo: Path, tmp_path: Path) -> None:
+    client, _ = await start_client(model=tiny_fim_model, root=repo, env={"FIMBLE_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        uri = (repo / MAIN).as_uri()
+        text = (repo / MAIN).read_text()
+        open_doc(client, uri, text)
+
+        def ended() -> bool:
+            return any(
+                str(token).startswith("fimble-index-") and isinstance(reports[-1], types.WorkDoneProgressEnd)
+                for token, reports in client.progress_reports.items()
+                if reports
+            )
+
+        for _ in range(300):
+            if ended():
+                break
+            await asyncio.sleep(0.05)
+        assert ended(), client.progress_reports
+
+        async def debug_prompt(line: int, character: int) -> object:
+            return await client.protocol.send_request_async(
+                "fimble/debugPrompt",
+                {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}},
+            )
+
+        prompt = await debug_prompt(7, 22)
+        assert "def midpoint(a: Point, b: Point) -> Point:" in prompt.prompt  # type: ignore[attr-defined]
+        assert SECRET not in prompt.prompt  # type: ignore[attr-defined]
+        sources = {p.source for p in prompt.parts}  # type: ignore[attr-defined]
+        assert "definitions" in sources and "git" in sources
+
+        # a new function saved in another file is found after didSave
+        geometry = repo / "pkg/geometry.py"
+        geometry.write_text(geometry.read_text() + "\n\ndef brand_new_helper(z: int) -> int:\n    return z\n")
+        client.text_document_did_save(
+            types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=geometry.as_uri()))
+        )
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(start=types.Position(9, 12), end=types.Position(9, 12)),
+                        text="\n    brand_new_helper(1)",
+                    )
+                ],
+            )
+        )
+        found = False
+        for _ in range(100):
+            prompt = await debug_prompt(10, 23)
+            if "def brand_new_helper(z: int) -> int: ..." in prompt.prompt:  # type: ignore[attr-defined]
+                found = True
+                break
+            await asyncio.sleep(0.05)
+        assert found
+    finally:
+        await client.shutdown_session()
+        await client.stop()
