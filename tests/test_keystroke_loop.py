@@ -109,3 +109,22 @@ async def test_opening_a_file_warms_the_cache(tiny_model: Path) -> None:
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+def test_prefix_window_start_moves_in_steps_so_the_kv_cache_survives_typing(tiny_random_model: Path) -> None:
+    from fimble.context.window import PREFIX_GRID_LINES, cut_prefix
+    from fimble.model.llama_cpp_backend import LlamaCppBackend
+    from fimble.settings import Settings
+
+    backend = LlamaCppBackend(tiny_random_model, Settings(n_threads=1, n_ctx=2048))
+    try:
+        starts = set()
+        for n in range(600, 640):  # the user types 40 more lines into a file larger than the window
+            full = "".join(f"value_{i} = compute({i})\n" for i in range(n))
+            prefix = cut_prefix(backend, full, 1500)
+            start = full.count("\n", 0, len(full) - len(prefix))
+            assert start % PREFIX_GRID_LINES == 0
+            starts.add(start)
+        assert len(starts) <= 40 // PREFIX_GRID_LINES + 1
+    finally:
+        backend.close()

@@ -24,11 +24,32 @@ BLOCKS = frozenset(
 )  # fmt: skip
 
 
+# When the prefix must be cut, its first line is a multiple of this many lines into the document: as the user
+# types on, the window's start (and so the KV cache for everything after it) stays put for a while instead of
+# moving, and forcing a full re-evaluation, with every new line.
+PREFIX_GRID_LINES = 16
+
+
 def cut_prefix(backend: ModelBackend, text: str, budget: int) -> str:
     """The longest tail of `text` that fits `budget` tokens, starting at a line start when it must be cut."""
     if budget <= 0:
         return ""
-    text = text[-budget * _MAX_CHARS_PER_TOKEN :] if len(text) > budget * _MAX_CHARS_PER_TOKEN else text
+    full = text
+    if len(text) > budget * _MAX_CHARS_PER_TOKEN:
+        text = text[-budget * _MAX_CHARS_PER_TOKEN :]
+        if "\n" in text:
+            text = text[text.index("\n") + 1 :]
+    text = _fit_tail(backend, text, budget)
+    if len(text) < len(full) and "\n" in text:
+        start_line = full.count("\n", 0, len(full) - len(text))
+        extra = -start_line % PREFIX_GRID_LINES
+        lines = text.split("\n")
+        if 0 < extra <= len(lines) // 2:  # never give up more than half the window for the alignment
+            text = "\n".join(lines[extra:])
+    return text
+
+
+def _fit_tail(backend: ModelBackend, text: str, budget: int) -> str:
     while text and len(backend.tokenize(text)) > budget:
         n = len(backend.tokenize(text))
         # drop roughly the excess share of lines in one step, then at least one line
