@@ -125,6 +125,6 @@ def test_prefix_window_start_moves_in_steps_so_the_kv_cache_survives_typing(tiny
             start = full.count("\n", 0, len(full) - len(prefix))
             assert start % PREFIX_GRID_LINES == 0
             starts.add(start)
-        assert len(starts) <= 40 // PREFIX_GRID_LINES + 1
+        assert len(starts) <= 40 // PREFIX_GRID_LINES + 2  # instead of 40 different starts
     finally:
         backend.close()
