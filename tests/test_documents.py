@@ -57,3 +57,12 @@ def test_store_applies_changes_in_order_and_rejects_unknown_documents() -> None:
         store.get("file:///missing.py")
     with pytest.raises(DocumentError):
         store.change("file:///a.py", 3, [("z", (5, 0), (5, 1))])
+
+
+def test_utf8_and_utf32_position_encodings() -> None:
+    text = "é😀x\n"
+    assert Document(uri="u", text=text, encoding="utf-8").offset_at(0, 6) == 2  # é = 2 bytes, 😀 = 4
+    assert Document(uri="u", text=text, encoding="utf-8").position_at(3) == (0, 7)
+    assert Document(uri="u", text=text, encoding="utf-32").offset_at(0, 2) == 2
+    with pytest.raises(DocumentError):
+        Document(uri="u", text=text, encoding="utf-8").offset_at(0, 1)  # inside 'é'

@@ -215,3 +215,42 @@ async def test_newer_request_supersedes_older_one(tiny_random_model: Path) -> No
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+async def test_utf8_position_encoding_negotiated_with_the_client(tiny_model: Path) -> None:
+    """Neovim offers UTF-8 first; positions must then be read as bytes, not UTF-16 units."""
+    import sys
+
+    from pytest_lsp import client_capabilities, make_test_lsp_client
+
+    from tests.conftest import server_env
+
+    client = make_test_lsp_client()
+    await client.start_io(sys.executable, "-m", "fimble", "serve", env=server_env())
+    capabilities = client_capabilities("neovim")
+    capabilities.general = types.GeneralClientCapabilities(
+        position_encodings=[types.PositionEncodingKind.Utf8, types.PositionEncodingKind.Utf16]
+    )
+    result = await client.initialize_session(
+        types.InitializeParams(capabilities=capabilities, initialization_options={"model": str(tiny_model)})
+    )
+    try:
+        assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
+        open_doc(client, URI, "name = 'é'\nx = ")
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(  # after 'é' is byte 10 (é is two bytes)
+                        range=types.Range(start=types.Position(0, 10), end=types.Position(0, 10)), text="è"
+                    )
+                ],
+            )
+        )
+        prompt = await client.protocol.send_request_async(
+            "fimble/debugPrompt", {"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}}
+        )
+        assert prompt.prompt.endswith("name = 'éè'\nx = ")
+    finally:
+        await client.shutdown_session()
+        await client.stop()

@@ -27,26 +27,51 @@ class TextEdit:
     new_end_point: tuple[int, int]
 
 
+# LSP position encodings: how many code units one character counts for.
+UTF16, UTF8, UTF32 = "utf-16", "utf-8", "utf-32"
+
+
+def _units(ch: str, encoding: str) -> int:
+    if encoding == UTF8:
+        return len(ch.encode("utf-8", "surrogatepass"))
+    if encoding == UTF32:
+        return 1
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
 def utf16_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
-def utf16_to_index(line: str, character: int) -> int:
-    """Python index in `line` of a UTF-16 column; raises ValueError past the end of the line."""
+def units_len(text: str, encoding: str = UTF16) -> int:
+    if encoding == UTF32 or text.isascii():
+        return len(text)
+    if encoding == UTF8:
+        return len(text.encode("utf-8", "surrogatepass"))
+    return utf16_len(text)
+
+
+def utf16_to_index(line: str, character: int, encoding: str = UTF16) -> int:
+    """Python index in `line` of a column counted in `encoding` code units; ValueError past the end of the line or
+    inside a character."""
+    if line.isascii() or encoding == UTF32:
+        if character > len(line):
+            raise ValueError(f"column {character} is past the end of the line ({len(line)} characters)")
+        return character
     units = 0
     for index, ch in enumerate(line):
         if units >= character:
             if units > character:
-                raise ValueError("column splits a surrogate pair")
+                raise ValueError("column splits a surrogate pair" if encoding == UTF16 else "column splits a character")
             return index
-        units += 2 if ord(ch) > 0xFFFF else 1
+        units += _units(ch, encoding)
     if units == character:
         return len(line)
-    raise ValueError(f"column {character} is past the end of the line ({units} UTF-16 units)")
+    raise ValueError(f"column {character} is past the end of the line ({units} {encoding} units)")
 
 
-def index_to_utf16(line: str, index: int) -> int:
-    return utf16_len(line[:index])
+def index_to_utf16(line: str, index: int, encoding: str = UTF16) -> int:
+    return units_len(line[:index], encoding)
 
 
 def split_lines(text: str) -> list[str]:
@@ -73,6 +98,7 @@ class Document:
     text: str
     version: int | None = None
     language_id: str = "plaintext"
+    encoding: str = UTF16  # the position encoding negotiated with the client
     _line_starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -102,18 +128,18 @@ class Document:
             raise DocumentError(f"Line {line} is past the end of the document ({self.line_count} lines).")
         text = self.line(line)
         try:
-            return self._line_starts[line] + utf16_to_index(text, character)
+            return self._line_starts[line] + utf16_to_index(text, character, self.encoding)
         except ValueError as exc:
             raise DocumentError(f"Position {line}:{character} is invalid: {exc}.") from exc
 
     def position_at(self, offset: int) -> tuple[int, int]:
-        """LSP (line, UTF-16 character) of a string index."""
+        """LSP (line, character in the negotiated encoding) of a string index."""
         import bisect
 
         offset = max(0, min(offset, len(self.text)))
         row = bisect.bisect_right(self._line_starts, offset) - 1
         start = self._line_starts[row]
-        return row, index_to_utf16(self.text[start:offset], offset - start)
+        return row, index_to_utf16(self.text[start:offset], offset - start, self.encoding)
 
     def point_at(self, offset: int) -> tuple[int, int]:
         """tree-sitter point (row, UTF-8 byte column) of a string index."""

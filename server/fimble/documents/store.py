@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from fimble.documents.document import Document, TextEdit
+from fimble.documents.document import UTF16, Document, TextEdit
 from fimble.errors import DocumentError
 
 EditListener = Callable[[Document, list[TextEdit]], None]
@@ -12,6 +12,7 @@ EditListener = Callable[[Document, list[TextEdit]], None]
 
 class DocumentStore:
     def __init__(self) -> None:
+        self.encoding = UTF16  # set from the client's capabilities at initialize
         self._docs: dict[str, Document] = {}
         self._listeners: list[EditListener] = []
 
@@ -20,7 +21,7 @@ class DocumentStore:
         self._listeners.append(listener)
 
     def open(self, uri: str, text: str, version: int | None, language_id: str) -> Document:
-        doc = Document(uri=uri, text="", version=version, language_id=language_id or "plaintext")
+        doc = Document(uri=uri, text="", version=version, language_id=language_id or "plaintext", encoding=self.encoding)
         edit = doc.apply_change(text)
         self._docs[uri] = doc
         self._notify(doc, [edit])

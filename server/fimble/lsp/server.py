@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls.capabilities import ServerCapabilitiesBuilder
 from pygls.lsp.server import LanguageServer
 
 from fimble import __version__
@@ -286,6 +287,9 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: FimbleServer, params: types.InitializeParams) -> None:
+        # pygls picks the client's preferred encoding (Neovim: UTF-8); positions must be read in that one.
+        encoding = ServerCapabilitiesBuilder.choose_position_encoding(params.capabilities)
+        ls.store.encoding = str(getattr(encoding, "value", encoding))
         options = to_plain(params.initialization_options)
         if isinstance(options, dict):
             ls.init_options = options.get(CONFIG_SECTION, options) if CONFIG_SECTION in options else options

@@ -1,0 +1,109 @@
+-- :checkhealth fimble
+local M = {}
+
+function M.check()
+  local health = vim.health
+  local config = require('fimble.config')
+  local fimble = require('fimble')
+  local opts = config.options
+
+  health.start('fimble: Neovim')
+  local v = vim.version()
+  local version = ('%d.%d.%d'):format(v.major, v.minor, v.patch)
+  if vim.fn.has('nvim-0.10') ~= 1 then
+    health.error('Neovim ' .. version .. ' is too old: fimble needs 0.10 or newer')
+  elseif vim.fn.has('nvim-0.12') == 1 and vim.lsp.inline_completion then
+    health.ok('Neovim ' .. version .. ': ghost text from the built-in vim.lsp.inline_completion')
+  else
+    health.ok('Neovim ' .. version .. ': ghost text drawn by fimble (extmarks)')
+  end
+  if fimble._setup_done then
+    health.ok(('setup() called; ghost text mode: %s'):format(fimble.mode))
+  else
+    health.warn("require('fimble').setup() has not been called: fimble does not start", {
+      "add require('fimble').setup({}) to your config (see the README)",
+    })
+  end
+
+  health.start('fimble: server')
+  local exe = opts.cmd[1]
+  if vim.fn.executable(exe) ~= 1 then
+    health.error(('server command %q is not executable'):format(exe), {
+      'install the server: pip install fimble (or pipx install fimble)',
+      "or point setup({ cmd = { '/path/to/fimble', 'serve' } }) at it",
+    })
+  else
+    health.ok(('server command: %s (%s)'):format(table.concat(opts.cmd, ' '), vim.fn.exepath(exe)))
+    -- `fimble --version`: the command up to its `serve` (so `python -m fimble serve` works too).
+    local version_cmd = {}
+    for _, arg in ipairs(opts.cmd) do
+      if arg == 'serve' then
+        break
+      end
+      version_cmd[#version_cmd + 1] = arg
+    end
+    version_cmd[#version_cmd + 1] = '--version'
+    local shown = table.concat(version_cmd, ' ')
+    local ok, result = pcall(function()
+      return vim.system(version_cmd, { text = true, env = opts.cmd_env }):wait(30000)
+    end)
+    if not ok then
+      health.error('`' .. shown .. '` could not run: ' .. tostring(result))
+    elseif result.code ~= 0 then
+      health.error(('`%s` failed (exit code %s): %s'):format(
+        shown,
+        tostring(result.code),
+        vim.trim((result.stderr or '') .. (result.stdout or ''))
+      ))
+    else
+      local out = vim.trim((result.stdout or '') .. (result.stderr or ''))
+      if out:match('^fimble') then
+        health.ok('`' .. shown .. '`: ' .. out)
+      else
+        health.warn(('`%s` does not look like fimble: %s'):format(shown, out))
+      end
+    end
+  end
+
+  health.start('fimble: model')
+  local model = opts.settings and opts.settings.model
+  local env_model = (opts.cmd_env and opts.cmd_env.FIMBLE_MODEL) or vim.env.FIMBLE_MODEL
+  if type(model) == 'string' and model ~= '' then
+    local path = vim.fs.normalize(model)
+    if vim.fn.filereadable(path) == 1 then
+      health.ok('model: ' .. path)
+    else
+      health.error('model file does not exist or is not readable: ' .. path, {
+        'fix settings.model in your fimble setup()',
+      })
+    end
+  elseif env_model and env_model ~= '' then
+    if vim.fn.filereadable(vim.fs.normalize(env_model)) == 1 then
+      health.ok('model from $FIMBLE_MODEL: ' .. env_model)
+    else
+      health.error('$FIMBLE_MODEL does not exist or is not readable: ' .. env_model)
+    end
+  else
+    health.info('no model set: the server uses its embedded default model')
+  end
+
+  health.start('fimble: client')
+  local server = require('fimble.server')
+  local clients = server.clients()
+  if #clients > 0 then
+    health.ok(('client running (id %d); last status: %s %s'):format(
+      clients[1].id,
+      server.status.state or '?',
+      server.status.message or ''
+    ))
+  elseif server.retry.attempts > 0 then
+    health.error(('the server failed %d time(s): %s'):format(server.retry.attempts, server.retry.last_error or '?'))
+  else
+    health.info('no client running (it starts when a buffer of an enabled filetype is opened)')
+  end
+  if server.status.state == 'error' then
+    health.warn('last fimble/status error: ' .. (server.status.message or ''))
+  end
+end
+
+return M
