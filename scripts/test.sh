@@ -20,6 +20,11 @@ if [ -x scripts/setup_editors.sh ]; then
 fi
 
 export PATH="$PWD/$VENV/bin:$PATH"
+# llama.cpp's llama-server takes ~20 minutes to build on 2 cores, so its tests are opt-in: they run when a build is
+# cached (scripts/setup_llama_server.sh makes one) and skip, saying why, otherwise.
+if [ -z "${FIMBLE_LLAMA_SERVER:-}" ] && server_bin=$(bash scripts/setup_llama_server.sh --cached 2>/dev/null | tail -n1); then
+  export FIMBLE_LLAMA_SERVER="$server_bin"
+fi
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?

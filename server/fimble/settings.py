@@ -89,6 +89,23 @@ class Settings:
             "A local .gguf used when the remote backend is unreachable; unset = no fallback.", "FIMBLE_FALLBACK_MODEL"
         ),
     )
+    remote_model: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Model name on the remote server (the OpenAI 'model' field, e.g. 'qwen2.5-coder:7b-base'); unset = the "
+            "server's first model.",
+            "FIMBLE_REMOTE_MODEL",
+        ),
+    )
+    prompt_format: str | None = field(
+        default=None,
+        metadata=_doc(
+            "FIM template for a remote model fimble cannot identify: a name from prompts/fim (qwen2.5-coder, "
+            "starcoder2, starcoder, deepseek-coder, codellama, codestral, codegemma, granite, prefix-only); unset or "
+            "'auto' = detect.",
+            "FIMBLE_PROMPT_FORMAT",
+        ),
+    )
     # -- fix and explain agent ---------------------------------------------------------------------------------
     fix_max_attempts: int = field(
         default=3, metadata=_doc("Most model attempts for one fix.", "FIMBLE_FIX_MAX_ATTEMPTS")

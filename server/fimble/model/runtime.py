@@ -8,15 +8,17 @@ the model loads simply queue behind the load. A newer request for the same key (
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import Literal, TypeVar, cast
 
-from fimble.errors import FimbleError, ModelError
+from fimble.errors import FimbleError, ModelError, SettingsError
 from fimble.model.backend import CancelToken, ModelBackend
 from fimble.model.gguf_meta import read_header
 from fimble.model.resolve import ResolvedModel, resolve_model
@@ -30,6 +32,9 @@ BackendFactory = Callable[[ResolvedModel, Settings], ModelBackend]
 
 # Settings whose change needs the model loaded again.
 LOAD_KEYS = ("model", "n_ctx", "n_threads", "n_gpu_layers", "n_batch")
+# ... and, for a remote engine (read with getattr: 'remote_model' and 'prompt_format' may not exist yet).
+REMOTE_KEYS = ("backend", "url", "api_key_env", "request_timeout_ms", "fallback_model", "remote_model", "prompt_format")
+BACKENDS = ("llama.cpp", "llama-server", "openai")
 
 
 class Cancelled(Exception):
@@ -42,6 +47,52 @@ def load_llama_cpp(resolved: ResolvedModel, settings: Settings) -> ModelBackend:
     return LlamaCppBackend(resolved.path, settings, read_header(resolved.path))
 
 
+def is_remote(settings: Settings) -> bool:
+    return settings.backend != "llama.cpp"
+
+
+def resolve_for(settings: Settings) -> ResolvedModel:
+    """The model file for the in-process engine; a remote engine needs no local file (the embedded default model
+    is not even looked for), so 'origin' names the server instead."""
+    if not is_remote(settings):
+        return resolve_model(settings.model)
+    return ResolvedModel(Path(settings.url or ""), f"{settings.backend} at {settings.url}")
+
+
+def load_backend(resolved: ResolvedModel, settings: Settings) -> ModelBackend:
+    """The engine named by the 'backend' setting. A remote engine comes wrapped in a `RemoteSession`: it reports
+    the server's state to the client and answers from 'fallbackModel' (a local .gguf) while the server is down."""
+    if settings.backend == "llama.cpp":
+        return load_llama_cpp(resolved, settings)
+    from fimble.model.remote.fallback import RemoteSession
+    from fimble.model.remote.llama_server import LlamaServerBackend
+    from fimble.model.remote.openai_compat import OpenAICompatBackend
+
+    remote: LlamaServerBackend | OpenAICompatBackend
+    if settings.backend == "llama-server":
+        remote = LlamaServerBackend(settings)
+    elif settings.backend == "openai":
+        remote = OpenAICompatBackend(settings)
+    else:
+        raise SettingsError(f"Unknown 'backend' {settings.backend!r}; use one of: {', '.join(BACKENDS)}.")
+    fallback_path = settings.fallback_model
+    loader: Callable[[], ModelBackend] | None = None
+    if fallback_path:
+        fallback = ResolvedModel(Path(fallback_path).expanduser(), "fallbackModel")
+        loader = functools.partial(load_llama_cpp, fallback, settings)
+    session = RemoteSession(remote, loader, Path(fallback_path).name if fallback_path else "")
+    session.connect()  # an unreachable server is not a load failure: it may come up later, and the fallback works
+    return session
+
+
+def run_on(backend: ModelBackend, fn: Callable[[ModelBackend], T]) -> T:
+    """Run one request; a remote session picks the server or the fallback model for the whole of it."""
+    call = getattr(backend, "call", None)
+    if callable(call):
+        return cast(T, call(fn))
+    return fn(backend)
+
+
 @dataclass
 class LoadOutcome:
     backend: ModelBackend | None
@@ -50,7 +101,7 @@ class LoadOutcome:
 
 
 class ModelRuntime:
-    def __init__(self, factory: BackendFactory = load_llama_cpp) -> None:
+    def __init__(self, factory: BackendFactory = load_backend) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fimble-model")
         self._factory = factory
         self._load: Future[LoadOutcome] | None = None
@@ -75,7 +126,10 @@ class ModelRuntime:
     # -- loading -----------------------------------------------------------------------------------------
     def needs_reload(self, settings: Settings) -> bool:
         old = self._loaded_with
-        return old is None or any(getattr(old, k) != getattr(settings, k) for k in LOAD_KEYS)
+        if old is None:
+            return True
+        keys = LOAD_KEYS + (REMOTE_KEYS if is_remote(old) or is_remote(settings) else ("backend",))
+        return any(getattr(old, k, None) != getattr(settings, k, None) for k in keys)
 
     def load(self, settings: Settings) -> Future[LoadOutcome]:
         """Queue a (re)load on the worker; requests submitted after this run with the new model."""
@@ -89,7 +143,7 @@ class ModelRuntime:
                 old.backend.close()  # free memory before the new model is mapped
             resolved: ResolvedModel | None = None
             try:
-                resolved = resolve_model(settings.model)
+                resolved = resolve_for(settings)
                 backend = self._factory(resolved, settings)
             except FimbleError as exc:
                 self.model_name = None
@@ -101,6 +155,15 @@ class ModelRuntime:
                 err = ModelError(f"Loading the model failed: {exc}")
                 self._set_state("error", str(err))
                 return LoadOutcome(None, err, resolved)
+            bind = getattr(backend, "bind_status", None)
+            if callable(bind):
+                # A remote session reports the server's state itself, now and whenever it changes.
+                def remote_status(state: State, message: str, session: ModelBackend = backend) -> None:
+                    self.model_name = session.info.name
+                    self._set_state(state, message)
+
+                bind(remote_status)
+                return LoadOutcome(backend, None, resolved)
             info = backend.info
             self.model_name = info.name
             self._set_state(
@@ -158,7 +221,7 @@ class ModelRuntime:
             backend = _backend_of(load.result())
             if cancel.cancelled:
                 raise Cancelled()
-            return fn(backend)
+            return run_on(backend, fn)
 
         return self._executor.submit(job)
 
