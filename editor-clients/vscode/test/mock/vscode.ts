@@ -1,0 +1,380 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** A small in-memory stand-in for the `vscode` module: enough for the extension's unit tests. */
+
+export class Disposable {
+  constructor(private readonly fn: () => void = () => undefined) {}
+  static from(...items: { dispose(): unknown }[]): Disposable {
+    return new Disposable(() => items.forEach((i) => i.dispose()));
+  }
+  dispose(): void {
+    this.fn();
+  }
+}
+
+export class EventEmitter<T> {
+  private listeners: ((e: T) => unknown)[] = [];
+  event = (listener: (e: T) => unknown): Disposable => {
+    this.listeners.push(listener);
+    return new Disposable(() => (this.listeners = this.listeners.filter((l) => l !== listener)));
+  };
+  fire(e: T): void {
+    for (const l of [...this.listeners]) {
+      l(e);
+    }
+  }
+  dispose(): void {
+    this.listeners = [];
+  }
+}
+
+export class Position {
+  constructor(
+    readonly line: number,
+    readonly character: number,
+  ) {}
+  isBefore(o: Position): boolean {
+    return this.line < o.line || (this.line === o.line && this.character < o.character);
+  }
+  isEqual(o: Position): boolean {
+    return this.line === o.line && this.character === o.character;
+  }
+}
+
+export class Range {
+  readonly start: Position;
+  readonly end: Position;
+  constructor(a: Position | number, b: Position | number, c?: number, d?: number) {
+    if (typeof a === "number") {
+      this.start = new Position(a, b as number);
+      this.end = new Position(c ?? 0, d ?? 0);
+    } else {
+      this.start = a;
+      this.end = b as Position;
+    }
+  }
+  get isEmpty(): boolean {
+    return this.start.isEqual(this.end);
+  }
+  intersection(o: Range): Range | undefined {
+    const start = this.start.isBefore(o.start) ? o.start : this.start;
+    const end = this.end.isBefore(o.end) ? this.end : o.end;
+    return end.isBefore(start) ? undefined : new Range(start, end);
+  }
+  union(o: Range): Range {
+    return new Range(this.start.isBefore(o.start) ? this.start : o.start, this.end.isBefore(o.end) ? o.end : this.end);
+  }
+}
+
+export class Selection extends Range {
+  get active(): Position {
+    return this.end;
+  }
+}
+
+export class Uri {
+  constructor(
+    readonly scheme: string,
+    readonly path: string,
+  ) {}
+  static file(p: string): Uri {
+    return new Uri("file", p);
+  }
+  static parse(s: string): Uri {
+    const m = /^([a-z-]+):\/\/(.*)$/.exec(s);
+    return m ? new Uri(m[1], m[2]) : new Uri("file", s);
+  }
+  static joinPath(base: Uri, ...parts: string[]): Uri {
+    return new Uri(base.scheme, [base.path, ...parts].join("/"));
+  }
+  get fsPath(): string {
+    return this.path;
+  }
+  toString(): string {
+    return `${this.scheme}://${this.path}`;
+  }
+}
+
+export class ThemeColor {
+  constructor(readonly id: string) {}
+}
+
+export class MarkdownString {
+  constructor(public value = "") {}
+  appendMarkdown(s: string): this {
+    this.value += s;
+    return this;
+  }
+}
+
+export enum StatusBarAlignment {
+  Left = 1,
+  Right = 2,
+}
+export enum ViewColumn {
+  Active = -1,
+  Beside = -2,
+  One = 1,
+}
+export enum ProgressLocation {
+  SourceControl = 1,
+  Window = 10,
+  Notification = 15,
+}
+export enum ConfigurationTarget {
+  Global = 1,
+  Workspace = 2,
+  WorkspaceFolder = 3,
+}
+
+// ---- recorded state, reset by `reset()` ----
+
+export interface FakeStatusBarItem {
+  id: string;
+  text: string;
+  tooltip: unknown;
+  command: unknown;
+  backgroundColor: ThemeColor | undefined;
+  name?: string;
+  accessibilityInformation?: unknown;
+  visible: boolean;
+  show(): void;
+  hide(): void;
+  dispose(): void;
+}
+
+export interface FakeWebviewPanel {
+  title: string;
+  webview: {
+    html: string;
+    cspSource: string;
+    messages: unknown[];
+    postMessage(m: unknown): Promise<boolean>;
+    asWebviewUri(u: Uri): Uri;
+    onDidReceiveMessage(l: (m: unknown) => void): Disposable;
+    receive(m: unknown): void;
+  };
+  revealed: number;
+  reveal(): void;
+  onDidDispose(l: () => void): Disposable;
+  dispose(): void;
+}
+
+export const recorded = {
+  statusBarItems: [] as FakeStatusBarItem[],
+  messages: [] as { level: "info" | "warning" | "error"; text: string; items: string[] }[],
+  outputLines: [] as string[],
+  commands: new Map<string, (...args: any[]) => unknown>(),
+  executed: [] as { command: string; args: unknown[] }[],
+  panels: [] as FakeWebviewPanel[],
+  configUpdates: [] as { key: string; value: unknown; target: unknown }[],
+  openedDocuments: [] as { language?: string; content?: string }[],
+  statusMessages: [] as string[],
+};
+
+let settings: Record<string, unknown> = {};
+const configListeners = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
+
+/** Replaces all settings (flat keys such as "fimble.model"). */
+export function setSettings(values: Record<string, unknown>): void {
+  settings = { ...values };
+}
+
+/** Changes settings and fires onDidChangeConfiguration for the changed keys. */
+export function changeSettings(values: Record<string, unknown>): void {
+  Object.assign(settings, values);
+  const keys = Object.keys(values);
+  configListeners.fire({
+    affectsConfiguration: (section: string) => keys.some((k) => k === section || k.startsWith(section + ".")),
+  });
+}
+
+/** Answer for the next show*Message calls (first button by default: none). */
+export let messageAnswer: string | undefined;
+export function answerMessagesWith(item: string | undefined): void {
+  messageAnswer = item;
+}
+
+export function reset(): void {
+  recorded.statusBarItems.length = 0;
+  recorded.messages.length = 0;
+  recorded.outputLines.length = 0;
+  recorded.commands.clear();
+  recorded.executed.length = 0;
+  recorded.panels.length = 0;
+  recorded.configUpdates.length = 0;
+  recorded.openedDocuments.length = 0;
+  recorded.statusMessages.length = 0;
+  settings = {};
+  messageAnswer = undefined;
+  window.activeTextEditor = undefined;
+}
+
+function makeConfiguration(section?: string) {
+  const full = (key: string) => (section ? `${section}.${key}` : key);
+  return {
+    get<T>(key: string, defaultValue?: T): T | undefined {
+      const k = full(key);
+      return (k in settings ? (settings[k] as T) : defaultValue) as T | undefined;
+    },
+    has(key: string): boolean {
+      return full(key) in settings;
+    },
+    inspect(key: string) {
+      return { key: full(key), globalValue: settings[full(key)] };
+    },
+    async update(key: string, value: unknown, target?: unknown): Promise<void> {
+      recorded.configUpdates.push({ key: full(key), value, target });
+      changeSettings({ [full(key)]: value });
+    },
+  };
+}
+
+function message(level: "info" | "warning" | "error") {
+  return (text: string, ...items: unknown[]): Promise<string | undefined> => {
+    const labels = items.filter((i): i is string => typeof i === "string");
+    recorded.messages.push({ level, text, items: labels });
+    return Promise.resolve(messageAnswer !== undefined && labels.includes(messageAnswer) ? messageAnswer : undefined);
+  };
+}
+
+function outputChannel(name: string) {
+  const line = (level: string) => (s: string) => recorded.outputLines.push(`[${level}] ${s}`);
+  return {
+    name,
+    logLevel: 2,
+    onDidChangeLogLevel: new EventEmitter<number>().event,
+    append: (s: string) => recorded.outputLines.push(s),
+    appendLine: (s: string) => recorded.outputLines.push(s),
+    replace: () => undefined,
+    clear: () => undefined,
+    shown: 0,
+    show(): void {
+      this.shown += 1;
+    },
+    hide: () => undefined,
+    dispose: () => undefined,
+    trace: line("trace"),
+    debug: line("debug"),
+    info: line("info"),
+    warn: line("warn"),
+    error: line("error"),
+  };
+}
+
+export const window = {
+  activeTextEditor: undefined as unknown,
+  createStatusBarItem(id: string, _alignment?: StatusBarAlignment, _priority?: number): FakeStatusBarItem {
+    const item: FakeStatusBarItem = {
+      id,
+      text: "",
+      tooltip: undefined,
+      command: undefined,
+      backgroundColor: undefined,
+      visible: false,
+      show() {
+        this.visible = true;
+      },
+      hide() {
+        this.visible = false;
+      },
+      dispose() {
+        this.visible = false;
+      },
+    };
+    recorded.statusBarItems.push(item);
+    return item;
+  },
+  createOutputChannel: (name: string) => outputChannel(name),
+  setStatusBarMessage(text: string): Disposable {
+    recorded.statusMessages.push(text);
+    return new Disposable();
+  },
+  showInformationMessage: message("info"),
+  showWarningMessage: message("warning"),
+  showErrorMessage: message("error"),
+  async showQuickPick<T>(items: T[]): Promise<T | undefined> {
+    return items[0];
+  },
+  async withProgress<R>(
+    _options: unknown,
+    task: (progress: { report(v: unknown): void }, token: { isCancellationRequested: boolean }) => Promise<R>,
+  ): Promise<R> {
+    return task({ report: () => undefined }, { isCancellationRequested: false });
+  },
+  createWebviewPanel(_viewType: string, title: string): FakeWebviewPanel {
+    const disposeListeners: (() => void)[] = [];
+    const messageListeners: ((m: unknown) => void)[] = [];
+    const panel: FakeWebviewPanel = {
+      title,
+      revealed: 0,
+      webview: {
+        html: "",
+        cspSource: "vscode-resource:",
+        messages: [],
+        postMessage(m: unknown) {
+          this.messages.push(m);
+          return Promise.resolve(true);
+        },
+        asWebviewUri: (u: Uri) => u,
+        onDidReceiveMessage(l: (m: unknown) => void) {
+          messageListeners.push(l);
+          return new Disposable();
+        },
+        receive(m: unknown) {
+          messageListeners.forEach((l) => l(m));
+        },
+      },
+      reveal() {
+        this.revealed += 1;
+      },
+      onDidDispose(l: () => void) {
+        disposeListeners.push(l);
+        return new Disposable();
+      },
+      dispose() {
+        disposeListeners.forEach((l) => l());
+      },
+    };
+    recorded.panels.push(panel);
+    return panel;
+  },
+  async showTextDocument(doc: unknown): Promise<unknown> {
+    return { document: doc };
+  },
+};
+
+export const workspace = {
+  workspaceFolders: undefined as { uri: Uri }[] | undefined,
+  getConfiguration: (section?: string) => makeConfiguration(section),
+  onDidChangeConfiguration: configListeners.event,
+  async openTextDocument(options: { language?: string; content?: string }): Promise<unknown> {
+    recorded.openedDocuments.push(options);
+    return { uri: Uri.parse("untitled://doc"), ...options };
+  },
+  async applyEdit(): Promise<boolean> {
+    return true;
+  },
+};
+
+export const commands = {
+  registerCommand(command: string, callback: (...args: any[]) => unknown): Disposable {
+    if (recorded.commands.has(command)) {
+      throw new Error(`command '${command}' already exists`);
+    }
+    recorded.commands.set(command, callback);
+    return new Disposable(() => recorded.commands.delete(command));
+  },
+  async executeCommand(command: string, ...args: unknown[]): Promise<unknown> {
+    recorded.executed.push({ command, args });
+    const cb = recorded.commands.get(command);
+    return cb ? cb(...args) : undefined;
+  },
+};
+
+export const languages = {
+  getDiagnostics: (): unknown[] => [],
+};
+
+export const extensions = {
+  getExtension: (): undefined => undefined,
+};
