@@ -12,6 +12,7 @@ from typing import Any
 
 from fimble import __version__
 from fimble.errors import FimbleError
+from fimble.evaluation.cli import add_arguments as add_eval_arguments
 
 EXIT_USAGE = 2
 
@@ -32,10 +33,18 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SOURCES",
         help="comma list of context sources, or 'none' for the cursor window only",
     )
+    group.add_argument(
+        "--backend",
+        choices=("llama.cpp", "llama-server", "openai"),
+        help="model engine: in-process llama.cpp, or a shared llama-server / OpenAI-compatible server at --url",
+    )
+    group.add_argument("--url", metavar="URL", help="base URL of the model server for remote backends")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("model", "n_ctx", "n_threads", "n_gpu_layers", "max_tokens", "temperature", "time_budget_ms")
+    keys = (
+        "model", "n_ctx", "n_threads", "n_gpu_layers", "max_tokens", "temperature", "time_budget_ms", "backend", "url",
+    )  # fmt: skip
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "context", None) is not None:
         out["context_sources"] = args.context
@@ -49,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the language server (stdio by default)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    # vscode-languageclient and others pass --stdio when told the transport is stdio: accept it (the default).
+    serve.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
     serve.add_argument("--log-file", help="also write the log to this file")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     _setting_flags(serve)
@@ -59,9 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--show-prompt", action="store_true", help="print the exact prompt sent to the model (stderr)")
     _setting_flags(comp)
 
+    expl = sub.add_parser("explain", help="explain lines START-END (1-based) of FILE, streaming Markdown")
+    expl.add_argument("location", metavar="FILE:START-END")
+    expl.add_argument("--json", action="store_true", help="print the Markdown and the context it used as JSON")
+    _setting_flags(expl)
+
     doctor = sub.add_parser("doctor", help="check the model, llama.cpp, GPU offload and grammars")
     doctor.add_argument("--json", action="store_true")
     _setting_flags(doctor)
+
+    evaluate = sub.add_parser("eval", help="measure completion quality (HumanEval infilling, repository lines)")
+    add_eval_arguments(evaluate)
+    _setting_flags(evaluate)
 
     models = sub.add_parser("models", help="manage model files")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
@@ -88,10 +108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fimble.cli.complete import run_complete
 
             return run_complete(args, _overrides(args))
+        if args.command == "explain":
+            from fimble.cli.explain import run_explain
+
+            return run_explain(args, _overrides(args))
         if args.command == "doctor":
             from fimble.cli.doctor import run_doctor
 
             return run_doctor(args, _overrides(args))
+        if args.command == "eval":
+            from fimble.evaluation.harness import run_eval
+
+            return run_eval(args, _overrides(args))
         if args.command == "models":
             return _models(args, parser)
     except FimbleError as exc:

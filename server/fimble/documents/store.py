@@ -15,10 +15,15 @@ class DocumentStore:
         self.encoding = UTF16  # set from the client's capabilities at initialize
         self._docs: dict[str, Document] = {}
         self._listeners: list[EditListener] = []
+        self._close_listeners: list[Callable[[str], None]] = []
 
     def on_edit(self, listener: EditListener) -> None:
         """Called after every open/change with the edits applied (open: one whole-document edit)."""
         self._listeners.append(listener)
+
+    def on_close(self, listener: Callable[[str], None]) -> None:
+        """Called with the URI after a document is closed (e.g. to clear its diagnostics)."""
+        self._close_listeners.append(listener)
 
     def open(self, uri: str, text: str, version: int | None, language_id: str) -> Document:
         doc = Document(uri=uri, text="", version=version, language_id=language_id or "plaintext", encoding=self.encoding)
@@ -40,7 +45,9 @@ class DocumentStore:
         return doc
 
     def close(self, uri: str) -> None:
-        self._docs.pop(uri, None)
+        if self._docs.pop(uri, None) is not None:
+            for listener in self._close_listeners:
+                listener(uri)
 
     def get(self, uri: str) -> Document:
         try:

@@ -1,0 +1,162 @@
+"""A scripted model: a real `ModelBackend` whose answers are given in advance, for the fix loop's unit tests.
+
+It implements the same protocol as the llama.cpp engine (tokenize, encode with special tokens, streaming generate
+that honours stop strings, max_tokens, cancel and deadlines), so the code under test cannot tell the difference,
+and it records every prompt it was sent. One character is one token, which keeps budgets easy to reason about.
+Tests that need real model behaviour use the tiny GGUF or the embedded model instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from fimble.errors import ModelError
+from fimble.model.backend import (
+    CancelToken,
+    GenerationParams,
+    GenerationResult,
+    ModelInfo,
+    OnText,
+    StopReason,
+    find_stop,
+)
+from fimble.prompt.formats import Piece, Special, format_by_name
+
+# Special tokens live above the Unicode range so they can never collide with a character's code point.
+_SPECIAL_BASE = 0x110000
+BOS = "<bos>"
+
+Answer = str | Callable[[str], str]  # fixed text, or computed from the prompt (special tokens shown by name)
+
+
+@dataclass
+class Call:
+    prompt: str
+    params: GenerationParams
+    result: GenerationResult | None = None
+
+
+@dataclass
+class ScriptedBackend:
+    answers: list[Answer] = field(default_factory=list)
+    chat_template: str | None = None
+    specials: tuple[str, ...] = ("<start_of_turn>", "<end_of_turn>", "<|im_start|>", "<|im_end|>")
+    n_ctx: int = 8192
+    add_bos: bool = False
+    delay_s: float = 0.0  # per streamed chunk, to make time budgets and cancellation observable
+    repeat_last: bool = True  # keep giving the last answer once the script runs out
+    calls: list[Call] = field(default_factory=list)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._vocab = {text: _SPECIAL_BASE + i for i, text in enumerate((BOS, *self.specials))}
+        self._names = {i: text for text, i in self._vocab.items()}
+        self.info = ModelInfo(
+            path="scripted",
+            name="scripted",
+            architecture="scripted",
+            format=format_by_name("prefix-only"),
+            n_ctx=self.n_ctx,
+            n_ctx_train=self.n_ctx,
+            chat_template=self.chat_template,
+            file_size=0,
+        )
+
+    @property
+    def prompts(self) -> list[str]:
+        return [c.prompt for c in self.calls]
+
+    # -- tokens ------------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return "".join(self._names.get(t, "") if t >= _SPECIAL_BASE else chr(t) for t in tokens)
+
+    def token_id(self, piece: str) -> int | None:
+        return self._vocab.get(piece)
+
+    def encode(self, pieces: Sequence[Piece], add_bos: bool | None = None) -> list[int]:
+        ids = [self._vocab[BOS]] if (self.add_bos if add_bos is None else add_bos) else []
+        for piece in pieces:
+            if isinstance(piece, Special):
+                tid = self.token_id(piece.text)
+                if tid is None:
+                    raise ModelError(f"The model's vocabulary has no special token {piece.text!r}.")
+                ids.append(tid)
+            else:
+                ids.extend(self.tokenize(piece))
+        return ids
+
+    # -- generation --------------------------------------------------------------------------------------
+    def _next_answer(self, prompt: str) -> str:
+        index = len(self.calls) - 1
+        if index < len(self.answers):
+            answer = self.answers[index]
+        elif self.answers and self.repeat_last:
+            answer = self.answers[-1]
+        else:
+            answer = ""
+        return answer(prompt) if callable(answer) else answer
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: GenerationParams,
+        cancel: CancelToken,
+        on_text: OnText | None = None,
+    ) -> GenerationResult:
+        if self.closed:
+            raise ModelError("The scripted backend was closed.")
+        started = time.monotonic()
+        call = Call(self.detokenize(prompt), params)
+        self.calls.append(call)
+        answer = self._next_answer(call.prompt)
+        text = ""
+        reason: StopReason = "eos"
+        generated = 0
+        chunk = 4
+        for i in range(0, len(answer), chunk):
+            if cancel.cancelled:
+                reason = "cancelled"
+                break
+            if cancel.expired():
+                reason = "deadline"
+                break
+            if generated >= params.max_tokens:
+                reason = "length"
+                break
+            piece = answer[i : i + min(chunk, params.max_tokens - generated)]
+            generated += len(piece)
+            text += piece
+            cut = find_stop(text, params.stop)
+            if cut != -1:
+                text = text[:cut]
+                reason = "stop"
+                break
+            if on_text is not None:
+                on_text(piece)
+            if self.delay_s:
+                time.sleep(self.delay_s)
+        else:
+            if generated >= params.max_tokens and len(answer) > params.max_tokens:
+                reason = "length"
+        elapsed = (time.monotonic() - started) * 1000
+        result = GenerationResult(text, reason, len(prompt), 0, generated, 0.0, elapsed)
+        call.result = result
+        return result
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def scripted_factory(backend: ScriptedBackend) -> Callable[..., ScriptedBackend]:
+    """A `ModelRuntime` backend factory that always yields `backend` (the runtime then drives it like any model)."""
+
+    def factory(*_: object) -> ScriptedBackend:
+        backend.closed = False
+        return backend
+
+    return factory

@@ -1,0 +1,89 @@
+"""The one place the harness turns a file and a cursor into a pipeline call.
+
+Context (scope, cross-file definitions, recent edits, git) belongs to the pipeline and its `context_sources`
+setting: the harness gives it a real workspace on disk and the project's own context engine over that workspace
+(indexed synchronously, as a command-line caller does), never snippets of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fimble.completion.pipeline import Completion, CompletionRequest, complete
+from fimble.context.engine import ContextEngine
+from fimble.documents.languages import language_from_path
+from fimble.model.backend import CancelToken, ModelInfo
+from fimble.model.runtime import ModelRuntime
+from fimble.settings import Settings
+
+# Seconds the context engine's background worker may take to re-read a file the harness rewrote.
+_REINDEX_TIMEOUT_S = 30.0
+
+
+class Engine:
+    """The model loaded once through the same runtime as the CLI and the server; completions run on its worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = ModelRuntime()
+        self.runtime.load(settings)
+        self._contexts: dict[Path, ContextEngine] = {}
+        try:
+            self.info: ModelInfo = self.runtime.backend_sync().info
+        except BaseException:
+            self.runtime.shutdown()
+            raise
+
+    def context_for(self, root: Path) -> ContextEngine:
+        """The context engine over `root`, indexed before the first request (no persistent cache: the workspaces
+        are temporary)."""
+        root = root.resolve()
+        engine = self._contexts.get(root)
+        if engine is None:
+            engine = ContextEngine(root, cache_file=False)
+            engine.index_now()
+            self._contexts[root] = engine
+        return engine
+
+    def file_changed(self, root: Path, rel_path: str) -> None:
+        """Tell the workspace's context engine (if any) that a file on disk changed, and wait until it re-read it,
+        so the index never holds a line the harness has masked."""
+        engine = self._contexts.get(root.resolve())
+        if engine is None:
+            return
+        engine.on_saved((root.resolve() / rel_path).as_uri())
+        # Short waits in a loop: each `wait_idle` first makes debounced jobs due, but the re-index itself schedules
+        # more (an index save 15 s later), which one long wait would sit out.
+        deadline = time.monotonic() + _REINDEX_TIMEOUT_S
+        while not engine.wait_idle(0.05) and time.monotonic() < deadline:
+            pass
+
+    def drop_context(self, root: Path) -> None:
+        engine = self._contexts.pop(root.resolve(), None)
+        if engine is not None:
+            engine.close()
+
+    def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion:
+        """The pipeline on `text` (the file `root/rel_path`, cursor at `offset`), built like the server builds it."""
+        path = root.resolve() / rel_path
+        request = CompletionRequest(
+            text=text,
+            offset=offset,
+            language_id=language_from_path(rel_path),
+            path=rel_path,
+            settings=settings,
+            repo=root.name,
+            uri=path.as_uri(),
+            # With no sources selected the pipeline ignores the engine; skip indexing the workspace then.
+            context=self.context_for(root) if settings.context_sources else None,
+        )
+        # No deadline, like `fimble complete`: quality should not depend on how loaded the machine is. The server's
+        # time budget is a latency feature, measured by the latency benchmark instead.
+        return self.runtime.run_sync(lambda backend: complete(backend, request, CancelToken()))
+
+    def close(self) -> None:
+        for engine in self._contexts.values():
+            engine.close()
+        self._contexts.clear()
+        self.runtime.shutdown()

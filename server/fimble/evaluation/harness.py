@@ -1,0 +1,294 @@
+"""`fimble eval`: completion quality through the real pipeline.
+
+HumanEval infilling scores pass@1 (greedy, one sample) by running the tests and exact match against the hole;
+repository tasks score exact match and edit similarity of the completed line, once with the context sources the
+settings choose and once with the cursor window only, so the difference is what context buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from fimble import __version__
+from fimble.completion.pipeline import Completion
+from fimble.errors import SettingsError
+from fimble.evaluation import humaneval, repo_tasks
+from fimble.evaluation.cli import SUITES
+from fimble.evaluation.engine import Engine
+from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, mean, rounded
+from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
+from fimble.settings import Settings
+
+CONTEXT_OFF = "none"
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    context: str  # the context sources in effect, comma-separated, or "none"
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self.tasks)
+        out: dict[str, Any] = {"n": n}
+        if self.suite.startswith("humaneval"):
+            out["pass_at_1"] = _rate(t["passed"] for t in self.tasks)
+            out["status"] = dict(Counter(t["status"] for t in self.tasks))
+        out["exact_match"] = _rate(t["exact_match"] for t in self.tasks)
+        if self.suite == "repo":
+            out["edit_similarity"] = rounded(mean([t["edit_similarity"] for t in self.tasks]), 3)
+        out["empty"] = sum(1 for t in self.tasks if not t["suggestion"])
+        for key in ("prompt_tokens", "generated_tokens", "total_ms"):
+            out[f"mean_{key}"] = rounded(mean([float(t["stats"][key]) for t in self.tasks]))
+        out["seconds"] = round(self.seconds, 1)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"suite": self.suite, "context": self.context, "summary": self.summary(), "tasks": self.tasks}
+
+
+def _rate(values: Any) -> float | None:
+    items = [bool(v) for v in values]
+    return round(sum(items) / len(items), 4) if items else None
+
+
+def _sources(settings: Settings) -> str:
+    return ",".join(settings.context_sources) or CONTEXT_OFF
+
+
+def _stats(result: Completion) -> dict[str, Any]:
+    stats: dict[str, Any] = dict(result.stats())
+    # How many prompt tokens each context source filled: shows whether context was there at all.
+    parts: dict[str, int] = {}
+    for part in result.prompt.parts:
+        parts[part.source] = parts.get(part.source, 0) + part.tokens
+    stats["prompt_parts"] = parts
+    return stats
+
+
+Progress = Callable[[str], None]
+
+
+class Completer(Protocol):
+    """What the suites need from `Engine` (tests substitute a scripted one to check the scoring)."""
+
+    def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion: ...
+
+    def file_changed(self, root: Path, rel_path: str) -> None: ...
+
+    def drop_context(self, root: Path) -> None: ...
+
+
+# -- HumanEval ------------------------------------------------------------------------------------------------
+
+
+def run_humaneval(
+    engine: Completer,
+    suite: str,
+    tasks: list[humaneval.InfillTask],
+    settings: Settings,
+    limits: Limits,
+    progress: Progress,
+) -> SuiteResult:
+    out = SuiteResult(suite, _sources(settings))
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fimble-eval-humaneval-") as tmp:
+        root = Path(tmp) / "humaneval"
+        root.mkdir()
+        for i, task in enumerate(tasks, 1):
+            text, offset = task.document()
+            rel = f"{task.entry_point}.py"
+            # The file exists on disk, as an editor's file would, for context sources that read the workspace.
+            (root / rel).write_text(text, encoding="utf-8")
+            result = engine.complete(root, rel, text, offset, settings)
+            engine.drop_context(root)  # each task is its own one-file workspace
+            answer = humaneval.candidate(suite, result.text)
+            run = run_program(task.program(answer), limits)
+            record: dict[str, Any] = {
+                "task_id": task.task_id,
+                "suggestion": result.text,
+                "raw": result.generation.text,  # before the filters: shows what a filter kept or dropped
+                "scored": answer,
+                "canonical_solution": task.canonical_solution,
+                "passed": run.passed,
+                "status": run.status,
+                "detail": run.detail,
+                "exact_match": exact_match(answer, task.canonical_solution),
+                "stats": _stats(result),
+                "exec_ms": round(run.ms, 1),
+            }
+            out.tasks.append(record)
+            progress(
+                f"[{suite} {i}/{len(tasks)}] {task.task_id}: {run.status}"
+                f"{' (exact)' if record['exact_match'] else ''}, {record['stats']['total_ms']:.0f} ms"
+            )
+    out.seconds = time.monotonic() - started
+    return out
+
+
+# -- repository line completion -------------------------------------------------------------------------------
+
+
+def run_repo(
+    engine: Completer,
+    tasks: list[repo_tasks.RepoTask],
+    trees: dict[str, repo_tasks.SourceTree],
+    settings: Settings,
+    progress: Progress,
+) -> SuiteResult:
+    out = SuiteResult("repo", _sources(settings))
+    started = time.monotonic()
+    workspaces: dict[str, repo_tasks.Workspace] = {}
+    try:
+        for i, task in enumerate(tasks, 1):
+            ws = workspaces.get(task.package)
+            if ws is None:
+                ws = workspaces[task.package] = repo_tasks.Workspace(trees[task.package])
+            with ws.masked(task):
+                engine.file_changed(ws.root, task.rel_path)
+                result = engine.complete(ws.root, task.rel_path, task.text, task.offset, settings)
+            engine.file_changed(ws.root, task.rel_path)
+            prediction = first_line(result.text).strip()
+            record: dict[str, Any] = {
+                "task_id": task.task_id,
+                "names": list(task.names),
+                "target": task.target,
+                "suggestion": result.text,
+                "raw": result.generation.text,
+                "scored": prediction,
+                "exact_match": exact_match(prediction, task.target),
+                "edit_similarity": round(edit_similarity(prediction, task.target), 4),
+                "stats": _stats(result),
+            }
+            out.tasks.append(record)
+            progress(
+                f"[repo context={out.context} {i}/{len(tasks)}] {task.task_id}: es {record['edit_similarity']:.2f}"
+                f"{' (exact)' if record['exact_match'] else ''}, {record['stats']['total_ms']:.0f} ms"
+            )
+    finally:
+        for ws in workspaces.values():
+            engine.drop_context(ws.root)
+            ws.close()
+    out.seconds = time.monotonic() - started
+    return out
+
+
+# -- the command ------------------------------------------------------------------------------------------------
+
+
+def parse_suites(args: argparse.Namespace) -> list[str]:
+    if args.suite:
+        suites = [s.strip() for s in args.suite.split(",") if s.strip()]
+        unknown = [s for s in suites if s not in SUITES]
+        if unknown:
+            raise SettingsError(f"Unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}.")
+        if any(s.startswith("humaneval") for s in suites) and not args.humaneval:
+            raise SettingsError("The HumanEval suites need --humaneval DIR (the folder with the .jsonl.gz files).")
+        return suites
+    return (["humaneval-single", "humaneval-multi"] if args.humaneval else []) + ["repo"]
+
+
+def format_table(results: list[SuiteResult]) -> str:
+    header = ("suite", "context", "n", "pass@1", "exact", "edit-sim", "empty", "prompt tok", "gen tok", "ms/task")
+    rows = [header]
+    for r in results:
+        s = r.summary()
+        rows.append(
+            (
+                r.suite, r.context, str(s["n"]), _fmt(s.get("pass_at_1")), _fmt(s.get("exact_match")),
+                _fmt(s.get("edit_similarity")), str(s["empty"]), _fmt(s["mean_prompt_tokens"], 0),
+                _fmt(s["mean_generated_tokens"], 1), _fmt(s["mean_total_ms"], 0),
+            )
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    suites = parse_suites(args)
+    settings = Settings.from_env().merged(overrides)
+    limits = Limits(timeout_s=args.exec_timeout, cpu_s=args.exec_cpu, memory_mb=args.exec_memory_mb)
+    if args.limit is not None and args.limit < 1:
+        raise SettingsError("--limit must be at least 1.")
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    # Build every task list before loading the model, so bad inputs fail in a second, not after a model load.
+    humaneval_tasks = {
+        suite: humaneval.select(humaneval.load_tasks(Path(args.humaneval), suite), args.limit, args.seed)
+        for suite in suites
+        if suite.startswith("humaneval")
+    }
+    trees: dict[str, repo_tasks.SourceTree] = {}
+    repo_list: list[repo_tasks.RepoTask] = []
+    if "repo" in suites:
+        specs = args.repo_source or list(repo_tasks.DEFAULT_PACKAGES)
+        groups = []
+        for spec in specs:
+            tree = repo_tasks.source_tree(spec)
+            trees[tree.name] = tree
+            groups.append(repo_tasks.build_tasks(tree, None, args.seed))
+        repo_list = repo_tasks.interleave(groups, args.limit)
+
+    started = time.monotonic()
+    engine = Engine(settings)
+    results: list[SuiteResult] = []
+    try:
+        progress(
+            f"model: {engine.info.name} ({engine.info.format.name} format), loaded in {engine.info.load_ms:.0f} ms"
+        )
+        for suite, tasks in humaneval_tasks.items():
+            results.append(run_humaneval(engine, suite, tasks, settings, limits, progress))
+        if repo_list:
+            # Context on first, then off: each pass keeps its prompts' shared prefixes in the KV cache.
+            modes = [settings] if not settings.context_sources else [settings, settings.merged({"context_sources": []})]
+            for mode in modes:
+                results.append(run_repo(engine, repo_list, trees, mode, progress))
+    finally:
+        engine.close()
+
+    report = {
+        "fimble_version": __version__,
+        "model": {"name": engine.info.name, "path": engine.info.path, "format": engine.info.format.name},
+        "settings": {k: v for k, v in settings.lsp_dict().items() if k in _REPORTED_SETTINGS},
+        "seed": args.seed,
+        "limit": args.limit,
+        "sandbox": {
+            "timeout_s": limits.timeout_s,
+            "cpu_s": limits.cpu_s,
+            "memory_mb": limits.memory_mb,
+            "network_namespace": bool(network_namespace_prefix()),
+        },
+        "seconds": round(time.monotonic() - started, 1),
+        "results": [r.to_json() for r in results],
+    }
+    print(format_table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+_REPORTED_SETTINGS = ("model", "nCtx", "nThreads", "maxTokens", "temperature", "contextSources", "backend", "url")

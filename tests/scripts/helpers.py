@@ -1,0 +1,90 @@
+"""Shared bits for the harness and benchmark tests: a scripted completer and small HumanEval-shaped tasks."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fimble.completion.pipeline import Completion
+from fimble.evaluation.humaneval import InfillTask
+from fimble.model.backend import GenerationResult
+from fimble.prompt.assemble import Prompt
+from fimble.settings import Settings
+from tests.conftest import server_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+TASKS = [
+    InfillTask(
+        task_id="SingleLineInfilling/HumanEval/0/L0",
+        entry_point="add",
+        prompt='def add(a, b):\n    """Return the sum of a and b."""\n',
+        suffix="",
+        canonical_solution="    return a + b\n",
+        test="\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
+    ),
+    InfillTask(
+        task_id="SingleLineInfilling/HumanEval/1/L1",
+        entry_point="count_evens",
+        prompt="def count_evens(xs):\n    total = 0\n    for x in xs:\n",
+        suffix="            total += 1\n    return total\n",
+        canonical_solution="        if x % 2 == 0:\n",
+        test="\n\ndef check(candidate):\n    assert candidate([1, 2, 4]) == 2\n    assert candidate([]) == 0\n",
+    ),
+    InfillTask(
+        task_id="SingleLineInfilling/HumanEval/2/L0",
+        entry_point="first",
+        prompt="def first(xs):\n",
+        suffix="",
+        canonical_solution="    return xs[0]\n",
+        test="\n\ndef check(candidate):\n    assert candidate([7, 8]) == 7\n",
+    ),
+]
+
+
+def write_dataset(folder: Path, tasks: list[InfillTask] = TASKS) -> Path:
+    """Both suite files, in the benchmark's own format (gzipped JSON lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("HumanEval-SingleLineInfilling.jsonl.gz", "HumanEval-MultiLineInfilling.jsonl.gz"):
+        with gzip.open(folder / name, "wt", encoding="utf-8") as fh:
+            for task in tasks:
+                fh.write(json.dumps(task.__dict__) + "\n")
+    return folder
+
+
+class Scripted:
+    """A completer that answers from a table (by file text), so scoring can be checked without a model."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[Path, str, int]] = []
+        self.changed: list[str] = []
+
+    def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion:
+        self.calls.append((root, rel_path, offset))
+        on_disk = (root / rel_path).read_text(encoding="utf-8")
+        assert on_disk == text, "the harness must put the exact document on disk for the context engine"
+        answer = self.answers.get(text[:offset], "")
+        return Completion(
+            text=answer,
+            replace_suffix=0,
+            prompt=Prompt(format="scripted", ids=[1, 2, 3], pieces=[]),
+            generation=GenerationResult(answer, "eos", prompt_tokens=3, generated_tokens=1),
+            timings_ms={"total": 1.0},
+        )
+
+    def file_changed(self, root: Path, rel_path: str) -> None:
+        self.changed.append(rel_path)
+
+    def drop_context(self, root: Path) -> None:
+        pass
+
+
+def run_script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        capture_output=True, text=True, timeout=timeout, env=server_env(), cwd=REPO,
+    )  # fmt: skip

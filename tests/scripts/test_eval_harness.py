@@ -1,0 +1,80 @@
+"""`fimble eval` / scripts/eval.py: scoring with a scripted completer, and the whole harness on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fimble.evaluation.harness import SuiteResult, run_humaneval
+from fimble.evaluation.humaneval import candidate
+from fimble.evaluation.metrics import edit_similarity, percentile
+from fimble.evaluation.sandbox import Limits
+from fimble.settings import Settings
+from tests.scripts.helpers import TASKS, Scripted, run_script, write_dataset
+
+
+def test_scoring_counts_a_right_answer_and_a_wrong_one() -> None:
+    right, wrong, empty = TASKS
+    answers = {
+        right.prompt: right.canonical_solution.rstrip("\n") + "\n    # and more\n",  # extra lines: first one scored
+        wrong.prompt: "        if x % 2 == 1:",
+    }
+    out = run_humaneval(Scripted(answers), "humaneval-single", TASKS, Settings(), Limits(), lambda _: None)
+    assert isinstance(out, SuiteResult)
+    by_id = {t["task_id"]: t for t in out.tasks}
+    assert by_id[right.task_id]["passed"] and by_id[right.task_id]["exact_match"]
+    assert not by_id[wrong.task_id]["passed"] and not by_id[wrong.task_id]["exact_match"]
+    assert by_id[empty.task_id]["status"] == "failed" and by_id[empty.task_id]["suggestion"] == ""
+    summary = out.summary()
+    assert summary["n"] == 3 and summary["pass_at_1"] == round(1 / 3, 4) and summary["exact_match"] == round(1 / 3, 4)
+
+
+def test_candidate_and_metrics() -> None:
+    assert candidate("humaneval-single", "\n    return x\n    y = 1") == "    return x"
+    assert candidate("humaneval-multi", "    a = 1\n    b = 2\n") == "    a = 1\n    b = 2"
+    assert edit_similarity("abc", "abc") == 1.0 and edit_similarity("", "abcd") == 0.0
+    assert edit_similarity("return x", "return y") == 1 - 1 / 8
+    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([5], 95) == 5
+
+
+def test_eval_on_three_tasks_with_the_tiny_model(tmp_path: Path, tiny_model: Path) -> None:
+    data = write_dataset(tmp_path / "humaneval")
+    pkg = tmp_path / "src" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("def helper(x):\n    return x + 1\n")
+    (pkg / "main.py").write_text("from .util import helper\n\n\ndef run(y):\n    value = helper(y)\n    return value\n")
+    out = tmp_path / "results.json"
+    result = run_script(
+        "eval.py", "--model", str(tiny_model), "--humaneval", str(data), "--repo-source", str(pkg),
+        "--limit", "3", "--max-tokens", "8", "--seed", "1", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "humaneval-single" in result.stdout and "pass@1" in result.stdout  # the table
+    report = json.loads(out.read_text())
+    assert report["model"]["name"] == "tiny-plain" and report["seed"] == 1 and report["limit"] == 3
+    suites = [(r["suite"], r["context"]) for r in report["results"]]
+    assert suites == [
+        ("humaneval-single", "scope,definitions,ring,git"),
+        ("humaneval-multi", "scope,definitions,ring,git"),
+        ("repo", "scope,definitions,ring,git"),
+        ("repo", "none"),
+    ]
+    single = report["results"][0]
+    assert single["summary"]["n"] == 3 and set(single["summary"]) >= {"pass_at_1", "exact_match", "status"}
+    task = single["tasks"][0]
+    assert set(task) >= {"task_id", "suggestion", "scored", "passed", "status", "exact_match", "stats"}
+    assert task["stats"]["prompt_tokens"] > 0 and "cursor window" in task["stats"]["prompt_parts"]
+    repo_on, repo_off = report["results"][2:]
+    assert repo_on["summary"]["n"] == 1 and repo_on["tasks"][0]["target"] == "value = helper(y)"
+    assert "edit_similarity" in repo_on["summary"]
+    assert list(repo_off["tasks"][0]["stats"]["prompt_parts"]) == ["cursor window"]
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    result = run_script("eval.py", "--suite", "nonsense")
+    assert result.returncode == 2 and "Unknown suite" in result.stderr
+    result = run_script("eval.py", "--suite", "humaneval-single")
+    assert result.returncode == 2 and "--humaneval" in result.stderr
+    result = run_script("eval.py", "--suite", "humaneval-single", "--humaneval", str(tmp_path))
+    assert result.returncode == 2 and "not found" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,116 @@
+"""The repository-level task builder on a small fixture package, and the masked workspace copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fimble.evaluation.harness import run_repo
+from fimble.evaluation.repo_tasks import RepoTask, SourceTree, Workspace, build_tasks, interleave, source_tree
+from fimble.settings import Settings
+from tests.scripts.helpers import Scripted
+
+FILES = {
+    "__init__.py": "from .models import Thing\n",
+    "models.py": (
+        "LIMIT = 10\n\n\nclass Thing:\n    def __init__(self, size):\n        self.size = size\n\n\n"
+        "def make(size):\n    return Thing(size)\n"
+    ),
+    "sub/__init__.py": "",
+    "sub/tools.py": "def double(x):\n    return 2 * x\n",
+    "app.py": (
+        "from . import models\n"
+        "from pkg.sub.tools import double\n"
+        "from pkg import Thing\n"
+        "\n\n"
+        "def local_helper(x):\n"
+        "    return x\n"
+        "\n\n"
+        "def build(n):\n"
+        "    thing = models.make(n)\n"
+        "    size = double(thing.size)  # a trailing comment: not a whole-statement line\n"
+        "    other = local_helper(n)\n"
+        "    if n > models.LIMIT:\n"
+        "        raise ValueError(n)\n"
+        "    assert isinstance(thing, Thing)\n"
+        "    return double(size) + other\n"
+    ),
+}
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> SourceTree:
+    root = tmp_path / "pkg"
+    for rel, text in FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return source_tree(str(root))
+
+
+def test_masks_lines_that_use_names_from_other_files(package: SourceTree) -> None:
+    tasks = {t.target: t for t in build_tasks(package, per_file=None)}
+    assert set(tasks) == {
+        "thing = models.make(n)",  # module alias + attribute defined in models.py
+        "if n > models.LIMIT:",  # a one-line compound header
+        "assert isinstance(thing, Thing)",  # re-exported through pkg/__init__.py, defined in models.py
+        "return double(size) + other",  # absolute import from a subpackage
+    }
+    # Not masked: names from the same file (local_helper), a line with a trailing comment, multi-line headers.
+    task = tasks["thing = models.make(n)"]
+    assert task.rel_path == "pkg/app.py" and task.package == "pkg" and task.task_id == "pkg/app.py:11"
+    assert task.names == ("models.make",)
+    assert task.prefix.endswith("def build(n):\n    ") and task.suffix.startswith("\n    size = double(")
+    assert task.text == FILES["app.py"].replace("thing = models.make(n)", "", 1)
+    assert task.text[task.offset - 4 : task.offset] == "    "
+    assert tasks["return double(size) + other"].names == ("double",)
+    assert tasks["assert isinstance(thing, Thing)"].names == ("Thing",)
+
+
+def test_selection_is_seeded_and_capped_per_file(package: SourceTree) -> None:
+    first = build_tasks(package, seed=3)
+    assert first == build_tasks(package, seed=3)
+    assert len(first) == 2  # at most two per file: all four candidates are in app.py
+    assert build_tasks(package, limit=1, seed=3) == first[:1]
+    a = [_task("a", i) for i in range(3)]
+    b = [_task("b", i) for i in range(1)]
+    assert [t.task_id for t in interleave([a, b], None)] == ["a0", "b0", "a1", "a2"]
+    assert len(interleave([a, b], 2)) == 2
+
+
+def test_workspace_holds_the_masked_file_only_while_completing(package: SourceTree) -> None:
+    right = build_tasks(package)[0]
+    ws = Workspace(package)
+    try:
+        copy = ws.root / "pkg" / "app.py"
+        assert copy.read_text() == FILES["app.py"]
+        with ws.masked(right) as path:
+            assert path == copy and copy.read_text() == right.text
+        assert copy.read_text() == FILES["app.py"]
+    finally:
+        ws.close()
+    assert not ws.root.exists() and (package.path / "app.py").read_text() == FILES["app.py"]
+
+
+def test_repo_suite_scores_the_first_line(package: SourceTree) -> None:
+    right, wrong = build_tasks(package)
+    # The first line of a suggestion is scored; later lines are the model running on.
+    engine = Scripted({right.prefix: right.target + "\n    more()", wrong.prefix: "print(n)"})
+    result = run_repo(engine, [right, wrong], {"pkg": package}, Settings(), lambda _: None)
+    # Scripted checks that the file on disk is the masked text during each call; the index is told both ways.
+    assert [rel for _, rel, _ in engine.calls] == ["pkg/app.py", "pkg/app.py"]
+    assert engine.changed == ["pkg/app.py"] * 4
+    first, second = result.tasks
+    assert first["exact_match"] and first["edit_similarity"] == 1.0 and first["scored"] == right.target
+    assert not second["exact_match"] and second["edit_similarity"] < 0.5
+    summary = result.summary()
+    assert summary["n"] == 2 and summary["exact_match"] == 0.5 and summary["edit_similarity"] is not None
+
+
+def test_unknown_package_is_a_clear_error() -> None:
+    with pytest.raises(Exception, match="not installed"):
+        source_tree("no_such_package_for_fimble_tests")
+
+
+def _task(prefix: str, i: int) -> RepoTask:
+    return RepoTask(f"{prefix}{i}", prefix, "x.py", i, "", "", "t", ())
