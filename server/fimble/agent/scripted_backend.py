@@ -20,9 +20,10 @@ from fimble.model.backend import (
     ModelInfo,
     OnText,
     StopReason,
+    encode_pieces,
     find_stop,
 )
-from fimble.prompt.formats import Piece, Special, format_by_name
+from fimble.prompt.formats import Piece, format_by_name
 
 # Special tokens live above the Unicode range so they can never collide with a character's code point.
 _SPECIAL_BASE = 0x110000
@@ -79,16 +80,8 @@ class ScriptedBackend:
         return self._vocab.get(piece)
 
     def encode(self, pieces: Sequence[Piece], add_bos: bool | None = None) -> list[int]:
-        ids = [self._vocab[BOS]] if (self.add_bos if add_bos is None else add_bos) else []
-        for piece in pieces:
-            if isinstance(piece, Special):
-                tid = self.token_id(piece.text)
-                if tid is None:
-                    raise ModelError(f"The model's vocabulary has no special token {piece.text!r}.")
-                ids.append(tid)
-            else:
-                ids.extend(self.tokenize(piece))
-        return ids
+        use_bos = self.add_bos if add_bos is None else add_bos
+        return encode_pieces(self, pieces, self._vocab[BOS] if use_bos else None)
 
     # -- generation --------------------------------------------------------------------------------------
     def _next_answer(self, prompt: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from fimble.errors import ModelError
 from fimble.prompt.formats import FimFormat, Piece, Special
 
 StopReason = Literal["eos", "stop", "length", "cancelled", "deadline", "context"]
@@ -117,6 +118,23 @@ def find_stop(text: str, stops: Sequence[str]) -> int:
     return best
 
 
+def encode_pieces(
+    backend: ModelBackend, pieces: Sequence[Piece], bos: int | None, missing_hint: str = ""
+) -> list[int]:
+    """Token ids of rendered prompt pieces, the way every engine builds them: an optional BOS, then text tokenized
+    as plain text and special tokens looked up by name (never parsed out of text)."""
+    ids: list[int] = [] if bos is None else [bos]
+    for piece in pieces:
+        if isinstance(piece, Special):
+            tid = backend.token_id(piece.text)
+            if tid is None:
+                raise ModelError(f"The model's vocabulary has no special token {piece.text!r}.{missing_hint}")
+            ids.append(tid)
+        else:
+            ids.extend(backend.tokenize(piece))
+    return ids
+
+
 def special_ids(backend: ModelBackend, names: Sequence[str]) -> tuple[set[int], tuple[str, ...]]:
     """Split stop strings into those that are one vocabulary token (stop by id) and plain text stops."""
     ids: set[int] = set()
@@ -137,6 +155,7 @@ __all__ = [
     "ModelBackend",
     "ModelInfo",
     "Special",
+    "encode_pieces",
     "find_stop",
     "special_ids",
 ]

@@ -22,11 +22,12 @@ from fimble.model.backend import (
     ModelInfo,
     OnText,
     StopReason,
+    encode_pieces,
     find_stop,
     special_ids,
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
-from fimble.prompt.formats import Piece, Special, select_format
+from fimble.prompt.formats import Piece, select_format
 from fimble.settings import Settings
 
 MAX_AUTO_CTX = 32768
@@ -137,18 +138,8 @@ class LlamaCppBackend:
         return bool(attr & (self._llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | self._llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED))
 
     def encode(self, pieces: Sequence[Piece], add_bos: bool | None = None) -> list[int]:
-        ids: list[int] = []
-        if (self._add_bos if add_bos is None else add_bos) and self._bos is not None:
-            ids.append(self._bos)
-        for piece in pieces:
-            if isinstance(piece, Special):
-                tid = self.token_id(piece.text)
-                if tid is None:
-                    raise ModelError(f"The model's vocabulary has no special token {piece.text!r}.")
-                ids.append(tid)
-            else:
-                ids.extend(self.tokenize(piece))
-        return ids
+        use_bos = self._add_bos if add_bos is None else add_bos
+        return encode_pieces(self, pieces, self._bos if use_bos else None)
 
     # -- generation --------------------------------------------------------------------------------------
     @property
