@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from fimble.completion.filters import DEFAULT_FILTERS, Filter, FilterContext, Suggestion, apply_filters
+from fimble.completion.filters.scope import in_comment_or_string, is_mid_line, limit_to_scope
 from fimble.context.base import ContextProvider, ContextQuery, ContextResult
 from fimble.context.tokens import label_parts, token_counter
 from fimble.context.window import cut_prefix, cut_suffix
@@ -120,6 +121,28 @@ def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
     return prompt
 
 
+def completion_done(ctx: FilterContext) -> Callable[[str], bool]:
+    """A generation stop check: True once the text holds a whole suggestion, so no token is generated only to be
+    cut by the filters. Mid-line (or in a comment or string) that is the end of the line; otherwise the first
+    complete line that the scope filter would cut (the block ended)."""
+    single_line = is_mid_line(ctx) or in_comment_or_string(ctx)
+    seen_lines = 0
+
+    def done(text: str) -> bool:
+        nonlocal seen_lines
+        newlines = text.count("\n")
+        if newlines == seen_lines:  # only a finished line can change the answer
+            return False
+        seen_lines = newlines
+        if single_line:
+            return True
+        complete = text[: text.rfind("\n")]
+        kept = limit_to_scope(Suggestion(complete), ctx)
+        return kept is not None and kept.text.count("\n") < complete.count("\n")
+
+    return done
+
+
 # Extra candidates on a manual trigger are sampled, not greedy, so they differ from the first.
 _ALTERNATIVE_TEMPERATURE = 0.7
 
@@ -137,20 +160,27 @@ def complete(
     t0 = time.monotonic()
     prompt = build_prompt(backend, req)
     t1 = time.monotonic()
-    params = GenerationParams(max_tokens=req.settings.max_tokens, temperature=req.settings.temperature)
+    ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
+    params = GenerationParams(
+        max_tokens=req.settings.max_tokens, temperature=req.settings.temperature, stop_check=completion_done(ctx)
+    )
     result = backend.generate(prompt.ids, params, cancel, on_text)
     t2 = time.monotonic()
-    ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
     shaped = apply_filters(Suggestion(result.text), ctx, filters) if result.stop_reason != "cancelled" else None
     t3 = time.monotonic()
     alternatives: list[Suggestion] = []
     seen = {shaped.text} if shaped else set()
-    for seed in range(1, candidates * 2):
+    for seed in range(1, candidates * 2 if candidates > 1 else 1):  # automatic triggers: one attempt, no extras
         if len(alternatives) + (1 if shaped else 0) >= candidates or cancel.cancelled or cancel.expired():
             break
         extra = backend.generate(
             prompt.ids,
-            GenerationParams(max_tokens=params.max_tokens, temperature=_ALTERNATIVE_TEMPERATURE, seed=seed),
+            GenerationParams(
+                max_tokens=params.max_tokens,
+                temperature=_ALTERNATIVE_TEMPERATURE,
+                seed=seed,
+                stop_check=params.stop_check,
+            ),
             cancel,
         )
         candidate = apply_filters(Suggestion(extra.text), ctx, filters)

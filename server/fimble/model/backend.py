@@ -56,6 +56,10 @@ class GenerationParams:
     max_tokens: int = 64
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
+    # Called with the text so far after each piece; True ends generation (reason "stop"). Lets the pipeline stop
+    # as soon as the suggestion is complete (its line ended, its block closed) instead of paying for tokens the
+    # filters would cut. Engines that cannot check it simply generate on.
+    stop_check: Callable[[str], bool] | None = None
     top_k: int = 40
     top_p: float = 0.95
     seed: int = 0
@@ -118,9 +122,7 @@ def find_stop(text: str, stops: Sequence[str]) -> int:
     return best
 
 
-def encode_pieces(
-    backend: ModelBackend, pieces: Sequence[Piece], bos: int | None, missing_hint: str = ""
-) -> list[int]:
+def encode_pieces(backend: ModelBackend, pieces: Sequence[Piece], bos: int | None, missing_hint: str = "") -> list[int]:
     """Token ids of rendered prompt pieces, the way every engine builds them: an optional BOS, then text tokenized
     as plain text and special tokens looked up by name (never parsed out of text)."""
     ids: list[int] = [] if bos is None else [bos]

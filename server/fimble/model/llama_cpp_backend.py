@@ -209,6 +209,9 @@ class LlamaCppBackend:
                     break
                 if on_text is not None:
                     on_text(piece)
+                if params.stop_check is not None and params.stop_check(text):
+                    reason = "stop"
+                    break
             llm.eval([token])
         text += decoder.decode(b"", final=True) if reason == "length" else ""
         t2 = time.monotonic()

@@ -32,9 +32,11 @@ def drop_degenerate(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
     if "\ufffd" in text:  # bytes that are not UTF-8: keep what came before them
         text = text[: text.index("\ufffd")]
         s = s.with_text(text)
-    m = _DEGENERATE.search(text)
-    if m and (m.end() - m.start()) >= 0.6 * len(text.strip()) and len(text.strip()) >= 8:
-        return None
+    stripped = text.strip()
+    for m in _DEGENERATE.finditer(text):
+        # indentation is whitespace repeated, not a loop
+        if m.group(1).strip() and (m.end() - m.start()) >= 0.6 * len(stripped) and len(stripped) >= 8:
+            return None
     # A few patterns interleaved ("fovfovRJ2fovfov...") escape the regex; they have far fewer distinct trigrams
     # per character than code (measured: loops ~0.1, code 0.4-0.7).
     if len(text) >= 48 and len({text[i : i + 3] for i in range(len(text) - 2)}) < 0.2 * len(text):
