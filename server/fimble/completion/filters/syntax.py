@@ -9,7 +9,7 @@ from fimble.completion.filters.base import FilterContext, Suggestion
 from fimble.syntax.languages import get_parser
 
 # Only a window around the cursor is parsed: the check runs on every suggestion and must stay in milliseconds.
-_WINDOW_CHARS = 12000
+_WINDOW_CHARS = 6000
 
 
 def count_errors(node: tree_sitter.Node) -> tuple[int, int]:
