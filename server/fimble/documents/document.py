@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from fimble.errors import DocumentError
 
-
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 

@@ -26,7 +26,9 @@ class DocumentStore:
         self._close_listeners.append(listener)
 
     def open(self, uri: str, text: str, version: int | None, language_id: str) -> Document:
-        doc = Document(uri=uri, text="", version=version, language_id=language_id or "plaintext", encoding=self.encoding)
+        doc = Document(
+            uri=uri, text="", version=version, language_id=language_id or "plaintext", encoding=self.encoding
+        )
         edit = doc.apply_change(text)
         self._docs[uri] = doc
         self._notify(doc, [edit])

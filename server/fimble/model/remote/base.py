@@ -4,6 +4,7 @@ generation loop that mirrors the in-process backend (stop strings, cancel, deadl
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 
@@ -38,7 +39,7 @@ class Final:
 Chunk = tuple[str, Final | None]
 
 
-class RemoteBackend:
+class RemoteBackend(ABC):
     """Base of the HTTP engines. Subclasses implement `_discover`, `_tokenize`, `_detokenize`, `_probe_special` and
     `_stream`. Not thread-safe, like the in-process backend: the runtime calls it from its one worker thread."""
 
@@ -80,8 +81,8 @@ class RemoteBackend:
         self.info = replace(info, load_ms=(time.monotonic() - started) * 1000)
         self.ready = True
 
-    def _discover(self) -> ModelInfo:
-        raise NotImplementedError
+    @abstractmethod
+    def _discover(self) -> ModelInfo: ...
 
     # -- tokens ----------------------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -118,28 +119,28 @@ class RemoteBackend:
         self._remember(ids, pieces)
         return ids
 
-    def _tokenize(self, text: str) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def _tokenize(self, text: str) -> list[int]: ...
 
-    def _detokenize(self, tokens: list[int]) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _detokenize(self, tokens: list[int]) -> str: ...
 
-    def _probe_special(self, piece: str) -> int | None:
-        raise NotImplementedError
+    @abstractmethod
+    def _probe_special(self, piece: str) -> int | None: ...
 
-    def _remember(self, ids: list[int], pieces: Sequence[Piece]) -> None:
+    def _remember(self, ids: list[int], pieces: Sequence[Piece]) -> None:  # noqa: B027 - an optional hook
         """Hook for engines that send text: keep the pieces behind recent prompts so ids map back exactly."""
 
     # -- generation ------------------------------------------------------------------------------------------
     def _stop_texts(self) -> tuple[str, ...]:
         return self.info.format.stop
 
+    @abstractmethod
     def _stream(
         self, prompt: list[int], params: GenerationParams, cancel: CancelToken, stops: tuple[str, ...]
-    ) -> Generator[Chunk, None, None]:
-        raise NotImplementedError
+    ) -> Generator[Chunk, None, None]: ...
 
-    def _observe(self, prompt: list[int], final: Final) -> None:
+    def _observe(self, prompt: list[int], final: Final) -> None:  # noqa: B027 - an optional hook
         """Hook: learn from the server's counts (the estimate tokenizer calibrates here)."""
 
     def generate(
