@@ -29,6 +29,14 @@ export interface ServerSettings {
   /** Argument lists, run without a shell. */
   fixCheckers: string[][];
   checkerTimeoutMs: number;
+  /** Remote engines (README "For teams"): in-process llama.cpp, or a shared server. */
+  backend: string;
+  url: string;
+  apiKeyEnv: string;
+  requestTimeoutMs: number;
+  fallbackModel: string;
+  remoteModel: string;
+  promptFormat: string;
 }
 
 /** Keys (below `fimble.`) whose change must reach the server as workspace/didChangeConfiguration. */
@@ -47,6 +55,13 @@ export const SERVER_KEYS = [
   "fixAllowUnverified",
   "fixCheckers",
   "checkerTimeoutMs",
+  "backend",
+  "url",
+  "apiKeyEnv",
+  "requestTimeoutMs",
+  "fallbackModel",
+  "remoteModel",
+  "promptFormat",
 ] as const;
 
 /** Keys (below `fimble.`) whose change needs a new server process. */
@@ -66,7 +81,16 @@ export const DEFAULTS = {
   fixAllowUnverified: false,
   fixCheckers: [] as readonly (readonly string[])[],
   checkerTimeoutMs: 20000,
+  backend: "llama.cpp",
+  url: "",
+  apiKeyEnv: "FIMBLE_API_KEY",
+  requestTimeoutMs: 10000,
+  fallbackModel: "",
+  remoteModel: "",
+  promptFormat: "auto",
 };
+
+const BACKENDS = ["llama.cpp", "llama-server", "openai"];
 
 function int(value: unknown, fallback: number, min?: number): number {
   const n = typeof value === "number" ? value : typeof value === "string" ? Number(value) : NaN;
@@ -132,6 +156,13 @@ export function readServerSettings(cfg: ConfigLike, workspaceFolder?: string): S
     fixAllowUnverified: cfg.get<boolean>("fixAllowUnverified", DEFAULTS.fixAllowUnverified) === true,
     fixCheckers: checkers(cfg.get<unknown>("fixCheckers")),
     checkerTimeoutMs: int(cfg.get("checkerTimeoutMs"), DEFAULTS.checkerTimeoutMs, 1),
+    backend: BACKENDS.includes(String(cfg.get("backend"))) ? String(cfg.get("backend")) : DEFAULTS.backend,
+    url: String(cfg.get<string>("url", DEFAULTS.url) ?? "").trim(),
+    apiKeyEnv: String(cfg.get<string>("apiKeyEnv", DEFAULTS.apiKeyEnv) ?? "").trim() || DEFAULTS.apiKeyEnv,
+    requestTimeoutMs: int(cfg.get("requestTimeoutMs"), DEFAULTS.requestTimeoutMs, 1),
+    fallbackModel: expandPath(String(cfg.get<string>("fallbackModel", DEFAULTS.fallbackModel) ?? ""), workspaceFolder),
+    remoteModel: String(cfg.get<string>("remoteModel", DEFAULTS.remoteModel) ?? "").trim(),
+    promptFormat: String(cfg.get<string>("promptFormat", DEFAULTS.promptFormat) ?? "").trim() || DEFAULTS.promptFormat,
   };
   const useContext = cfg.get<boolean>("useContext", true) !== false;
   const sources = cfg.get<unknown>("contextSources");

@@ -36,10 +36,20 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     fixAllowUnverified: false,
     fixCheckers: [],
     checkerTimeoutMs: 20000,
+    backend: "llama.cpp",
+    url: "",
+    apiKeyEnv: "FIMBLE_API_KEY",
+    requestTimeoutMs: 10000,
+    fallbackModel: "",
+    remoteModel: "",
+    promptFormat: "auto",
   });
   assert.deepEqual(Object.keys(s).sort(), [
+    "apiKeyEnv",
+    "backend",
     "checkerTimeoutMs",
     "contextSources",
+    "fallbackModel",
     "fixAllowUnverified",
     "fixCheckers",
     "fixMaxAttempts",
@@ -49,8 +59,12 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     "nCtx",
     "nGpuLayers",
     "nThreads",
+    "promptFormat",
+    "remoteModel",
+    "requestTimeoutMs",
     "temperature",
     "timeBudgetMs",
+    "url",
   ]);
   assert.equal(DEFAULTS.maxTokens, 64);
 });
@@ -83,6 +97,14 @@ test("readServerSettings: values, coercion and rejected values", () => {
   assert.deepEqual(s.fixCheckers, [["ruff", "check", "{file}"]]);
   assert.equal(s.fixAllowUnverified, false);
   assert.ok(!("enable" in s));
+});
+
+test("readServerSettings: remote engine settings, an unknown backend falls back to in-process", () => {
+  const s = readServerSettings(cfg({ backend: "llama-server", url: " http://gpu:8080 ", requestTimeoutMs: 5000 }));
+  assert.equal(s.backend, "llama-server");
+  assert.equal(s.url, "http://gpu:8080");
+  assert.equal(s.requestTimeoutMs, 5000);
+  assert.equal(readServerSettings(cfg({ backend: "vllm-turbo" })).backend, "llama.cpp");
 });
 
 test("readServerSettings: context off sends an empty source list", () => {
