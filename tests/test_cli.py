@@ -30,7 +30,7 @@ def example(tmp_path: Path) -> Path:
 
 
 def test_complete_prints_suggestion_and_timings(example: Path, tiny_model: Path) -> None:
-    result = fimble("complete", f"{example}:6:13", "--model", str(tiny_model), "--max-tokens", "8")
+    result = fimble("complete", f"{example}:6:13", "--model", str(tiny_model), "--max-tokens", "16")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     for word in ("prompt", "reused", "generated", "total"):

@@ -88,9 +88,10 @@ def nvim_binary() -> str:
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def nvim_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fimble.testing.tiny_gguf import write_tiny_gguf
+    from fimble.testing.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
 
-    return write_tiny_gguf(tmp_path_factory.mktemp("nvim-model") / "tiny.gguf")
+    # Scripted: it writes `val=fn(x)`, which fimble's filters keep (random output is mostly what they drop).
+    return write_tiny_gguf(tmp_path_factory.mktemp("nvim-model") / "tiny.gguf", TinyModelSpec(script=SCRIPTED))
 
 
 # --------------------------------------------------------------------------------------------------
