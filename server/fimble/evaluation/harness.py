@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fimble import __version__
+from fimble.completion.filters.syntax import count_errors
 from fimble.completion.pipeline import Completion
 from fimble.errors import SettingsError
 from fimble.evaluation import humaneval, repo_tasks
@@ -28,6 +29,7 @@ from fimble.evaluation.engine import Engine
 from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, mean, rounded
 from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
 from fimble.settings import Settings
+from fimble.syntax.languages import get_parser
 
 CONTEXT_OFF = "none"
 
@@ -49,6 +51,8 @@ class SuiteResult:
         if self.suite == "repo":
             out["edit_similarity"] = rounded(mean([t["edit_similarity"] for t in self.tasks]), 3)
         out["empty"] = sum(1 for t in self.tasks if not t["suggestion"])
+        shown = [t["adds_syntax_error"] for t in self.tasks if t.get("adds_syntax_error") is not None]
+        out["adds_syntax_error"] = _rate(shown) if shown else None
         for key in ("prompt_tokens", "generated_tokens", "total_ms"):
             out[f"mean_{key}"] = rounded(mean([float(t["stats"][key]) for t in self.tasks]))
         out["seconds"] = round(self.seconds, 1)
@@ -93,6 +97,22 @@ class Completer(Protocol):
 # -- HumanEval ------------------------------------------------------------------------------------------------
 
 
+def adds_syntax_error(text: str, offset: int, suggestion: str, reference: str) -> bool | None:
+    """Whether the suggestion, inserted as shown, leaves the file with more syntax errors than the reference
+    solution does (tree-sitter); None when nothing was suggested."""
+    if not suggestion:
+        return None
+    parser = get_parser("python")
+    if parser is None:
+        return None
+
+    def errors(middle: str) -> int:
+        tree = parser.parse((text[:offset] + middle + text[offset:]).encode("utf-8", "surrogatepass"))
+        return count_errors(tree.root_node)[0]
+
+    return errors(suggestion) > errors(reference)
+
+
 def run_humaneval(
     engine: Completer,
     suite: str,
@@ -125,6 +145,7 @@ def run_humaneval(
                 "status": run.status,
                 "detail": run.detail,
                 "exact_match": exact_match(answer, task.canonical_solution),
+                "adds_syntax_error": adds_syntax_error(text, offset, result.text, task.canonical_solution),
                 "stats": _stats(result),
                 "exec_ms": round(run.ms, 1),
             }
@@ -200,14 +221,17 @@ def parse_suites(args: argparse.Namespace) -> list[str]:
 
 
 def format_table(results: list[SuiteResult]) -> str:
-    header = ("suite", "context", "n", "pass@1", "exact", "edit-sim", "empty", "prompt tok", "gen tok", "ms/task")
+    header = (
+        "suite", "context", "n", "pass@1", "exact", "edit-sim", "empty", "syn-err", "prompt tok", "gen tok", "ms/task",
+    )  # fmt: skip
     rows = [header]
     for r in results:
         s = r.summary()
         rows.append(
             (
                 r.suite, r.context, str(s["n"]), _fmt(s.get("pass_at_1")), _fmt(s.get("exact_match")),
-                _fmt(s.get("edit_similarity")), str(s["empty"]), _fmt(s["mean_prompt_tokens"], 0),
+                _fmt(s.get("edit_similarity")), str(s["empty"]), _fmt(s.get("adds_syntax_error")),
+                _fmt(s["mean_prompt_tokens"], 0),
                 _fmt(s["mean_generated_tokens"], 1), _fmt(s["mean_total_ms"], 0),
             )
         )  # fmt: skip
