@@ -58,7 +58,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     # Called with the text so far after each piece; True ends generation (reason "stop"). Lets the pipeline stop
     # as soon as the suggestion is complete (its line ended, its block closed) instead of paying for tokens the
-    # filters would cut. Engines that cannot check it simply generate on.
+    # filters would cut. Every engine applies it through `take_piece`.
     stop_check: Callable[[str], bool] | None = None
     top_k: int = 40
     top_p: float = 0.95
@@ -111,6 +111,20 @@ class ModelBackend(Protocol):
     def close(self) -> None: ...
 
 
+def take_piece(
+    text: str, piece: str, stops: Sequence[str], params: GenerationParams, on_text: OnText | None
+) -> tuple[str, bool]:
+    """Append one generated piece, the same way in every engine: cut at a stop string, stream the piece, ask the
+    pipeline's stop check. Returns the text so far and whether generation must end (reason "stop")."""
+    text += piece
+    cut = find_stop(text, stops)
+    if cut != -1:
+        return text[:cut], True
+    if on_text is not None:
+        on_text(piece)
+    return text, params.stop_check is not None and params.stop_check(text)
+
+
 def find_stop(text: str, stops: Sequence[str]) -> int:
     """Index of the earliest stop string in `text`, or -1."""
     best = -1
@@ -160,4 +174,5 @@ __all__ = [
     "encode_pieces",
     "find_stop",
     "special_ids",
+    "take_piece",
 ]

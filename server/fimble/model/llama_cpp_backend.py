@@ -23,8 +23,8 @@ from fimble.model.backend import (
     OnText,
     StopReason,
     encode_pieces,
-    find_stop,
     special_ids,
+    take_piece,
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
 from fimble.prompt.formats import Piece, select_format
@@ -201,15 +201,8 @@ class LlamaCppBackend:
                 break
             piece = decoder.decode(bytes(llm.detokenize([token])))
             if piece:
-                text += piece
-                cut = find_stop(text, stop_texts)
-                if cut != -1:
-                    text = text[:cut]
-                    reason = "stop"
-                    break
-                if on_text is not None:
-                    on_text(piece)
-                if params.stop_check is not None and params.stop_check(text):
+                text, stop = take_piece(text, piece, stop_texts, params, on_text)
+                if stop:
                     reason = "stop"
                     break
             llm.eval([token])

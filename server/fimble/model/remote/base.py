@@ -16,7 +16,7 @@ from fimble.model.backend import (
     ModelInfo,
     OnText,
     StopReason,
-    find_stop,
+    take_piece,
 )
 from fimble.model.remote.formats import configured_format
 from fimble.model.remote.http import HttpClient, RemoteError
@@ -189,16 +189,12 @@ class RemoteBackend(ABC):
                     if first is None:
                         first = time.monotonic()
                     chunks += 1
-                    text += delta
-                    cut = find_stop(text, stops)
-                    if cut != -1:
-                        # Stop strings are also sent to the server; this catches servers that ignore them (and
-                        # special tokens a server renders as text). Closing the stream stops the server.
-                        text = text[:cut]
+                    # Stop strings are also sent to the server; this catches servers that ignore them (and
+                    # special tokens a server renders as text). Closing the stream stops the server.
+                    text, stop = take_piece(text, delta, stops, params, on_text)
+                    if stop:
                         reason = "stop"
                         break
-                    if on_text is not None:
-                        on_text(delta)
                 if fin is not None:
                     final = fin
                     break
