@@ -30,3 +30,13 @@ def test_block_inside_scope_runs_on() -> None:
     ctx = FilterContext(prefix="def f(x):\n    ", suffix="\n", language_id="python")
     text = "y = x\n    z = y\n    return z"
     assert feed(ctx, text) == text
+
+
+def test_half_typed_statement_stops_at_the_next_statement() -> None:
+    ctx = FilterContext(prefix="def f(items):\n    total = su", suffix="\n", language_id="python")
+    assert feed(ctx, "m(items)\n    count = len(items)\n    return 1") == "m(items)\n    count = len(items)\n"
+
+
+def test_line_break_after_a_half_typed_word_stops_at_once() -> None:
+    ctx = FilterContext(prefix="def f(items):\n    total = su", suffix="\n", language_id="python")
+    assert feed(ctx, "\n    return items\n    more") == "\n"

@@ -136,7 +136,7 @@ def completion_done(ctx: FilterContext) -> Callable[[str], bool]:
         seen_lines = newlines
         if single_line:
             return True
-        complete = text[: text.rfind("\n")]
+        complete = text[: text.rfind("\n") + 1]  # the finished lines (and an empty line begun after them)
         kept = limit_to_scope(Suggestion(complete), ctx)
         return kept is not None and kept.text.count("\n") < complete.count("\n")
 

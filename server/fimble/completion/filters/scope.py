@@ -1,8 +1,9 @@
 """Single line or a block, and where the block ends: decided from the text at the cursor.
 
-Mid-line, a suggestion only finishes the line. At the end of a line or on an empty line it may be a block, which
-ends where the generated code leaves the cursor's scope: the first line indented less than the scope, or the line
-that closes a bracket opened before the suggestion began.
+Mid-line, a suggestion only finishes the line. At the end of a line it finishes the statement (its line, then
+continuation lines or a body deeper than it); on an empty line it may be a block. Either ends where the generated
+code leaves the cursor's scope: the first line indented less than the scope, or the line that closes a bracket
+opened before the suggestion began.
 """
 
 from __future__ import annotations
@@ -58,11 +59,14 @@ def limit_to_scope(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
     if len(lines) == 1:
         return s
     line_prefix = ctx.line_prefix
-    current = line_prefix + lines[0]
     if line_prefix.strip():
-        base = indent_width(line_prefix)
-        # After a block opener the body is deeper than the header; lines back at the header's level end it.
-        floor = base + 1 if opens_block(ctx) or current.rstrip().endswith(_BLOCK_OPENERS) else base
+        # A statement being typed ends with its own line: what may follow is its continuation or, after a block
+        # opener, its body, both deeper than the line. The next statement at the line's level is a guess the user
+        # has not started; leaving it out keeps the suggestion (and its generation) short.
+        floor = indent_width(line_prefix) + 1
+        last = line_prefix[-1]
+        if (last.isalnum() or last == "_") and not lines[0].strip():
+            return s.with_text("")  # the model ended a half-typed word with a line break: it has nothing to add
     else:
         header = _previous_code_line(ctx.prefix)
         if header is not None and header.rstrip().endswith(_BLOCK_OPENERS):
