@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fimble.errors import ContextOverflowError, ModelError
 from fimble.model.backend import (
     CancelToken,
