@@ -50,8 +50,7 @@ def cut_prefix(backend: ModelBackend, text: str, budget: int) -> str:
 
 
 def _fit_tail(backend: ModelBackend, text: str, budget: int) -> str:
-    while text and len(backend.tokenize(text)) > budget:
-        n = len(backend.tokenize(text))
+    while text and (n := len(backend.tokenize(text))) > budget:
         # drop roughly the excess share of lines in one step, then at least one line
         lines = text.split("\n")
         drop = max(1, int(len(lines) * (n - budget) / n))
@@ -66,8 +65,7 @@ def cut_suffix(backend: ModelBackend, text: str, budget: int) -> str:
     if budget <= 0:
         return ""
     text = text[: budget * _MAX_CHARS_PER_TOKEN]
-    while text and len(backend.tokenize(text)) > budget:
-        n = len(backend.tokenize(text))
+    while text and (n := len(backend.tokenize(text))) > budget:
         lines = text.split("\n")
         keep = min(len(lines) - 1, int(len(lines) * budget / n))
         if len(lines) <= 1:

@@ -29,6 +29,7 @@ from fimble.model.backend import (
     take_piece,
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
+from fimble.model.line_tokens import LineTokenMemo
 from fimble.prompt.formats import Piece, select_format
 from fimble.settings import Settings
 
@@ -97,6 +98,7 @@ class LlamaCppBackend:
                 "The architecture may be unsupported by this llama-cpp-python build; try a newer one."
             ) from None
         self._n_vocab = int(self._llm.n_vocab())
+        self._lines = LineTokenMemo(self._tokenize_text)
         self._vocab_index = {tok: i for i, tok in enumerate(header.tokens)} if header.tokens else {}
         fmt = select_format(header)
         add_bos_meta = header.get("tokenizer.ggml.add_bos_token")
@@ -122,7 +124,10 @@ class LlamaCppBackend:
     def tokenize(self, text: str) -> list[int]:
         if not text:
             return []
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return self._lines.tokenize(text)
+
+    def _tokenize_text(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=False))
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return bytes(self._llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
