@@ -239,3 +239,19 @@ def test_watched_file_changes_update_the_index(repo: Path) -> None:
     assert not engine.index.lookup("freshly_created")  # now ignored: gone after the re-listing
     assert engine.rel_path("file:///somewhere/else.py") is None
     engine.close()
+
+
+def test_an_edit_is_parsed_in_the_background_before_the_request_asks(repo: Path) -> None:
+    engine = ContextEngine(repo, cache_file=False)
+    store = DocumentStore()
+    engine.attach(store)
+    main = repo / "app/main.py"
+    uri = main.as_uri()
+    store.open(uri, main.read_text(), 1, "python")
+    assert engine.wait_idle()
+    parses = sum(engine.trees.stats(uri))
+    store.change(uri, 2, [("x = 1\n", (0, 0), (0, 0))])
+    assert engine.wait_idle()
+    full, incremental = engine.trees.stats(uri)
+    assert full + incremental == parses + 1  # nobody asked for the tree: the worker parsed it after the edit
+    engine.close()

@@ -46,6 +46,7 @@ SOURCE_DEADLINE_MS = {"scope": 6.0, "definitions": 15.0, "ring": 6.0, "git": 4.0
 # A keystroke's re-parse that runs longer than this is finished in the background; the request uses the previous
 # tree shifted by the edits (an unclosed bracket can make tree-sitter re-parse the rest of a large file).
 SYNTAX_BUDGET_S = 0.008
+TREE_AFTER_S = 0.02  # quiet time after a keystroke before its tree is re-parsed (editors debounce 50-150 ms)
 GIT_REFRESH_S = 1.0
 DOC_REINDEX_S = 1.5
 SAVE_AFTER_S = 15.0
@@ -255,6 +256,8 @@ class ContextEngine:
             return
         if not edits:
             return
+        # Re-parse in the pause before the editor's debounced request, so the request finds its tree ready.
+        self._worker.later(f"tree:{doc.uri}", TREE_AFTER_S, lambda: self.trees.tree(doc.uri))
         row = edits[-1].start_point[0]
         self._moved_to(doc.uri, row)
         rel = self.rel_path(doc.uri)
