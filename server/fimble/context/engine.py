@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
 from fimble.context.ring import CHUNK_LINES, Ring
 from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource
+from fimble.context.stability import choose_stable, lend_previous
 from fimble.context.window import snap_window
 from fimble.context.worker import Worker
 from fimble.documents.document import Document, TextEdit
@@ -27,6 +28,7 @@ from fimble.errors import DocumentError
 from fimble.index.files import MAX_FILES
 from fimble.index.gitinfo import GitInfo, Hunk
 from fimble.index.workspace import BuildStats, WorkspaceIndex, default_cache_file
+from fimble.prompt.assemble import Snippet
 from fimble.syntax.languages import grammar_name
 from fimble.syntax.specs import spec_for
 from fimble.syntax.trees import SyntaxTrees, byte_offset, parse_text, uri_path
@@ -91,6 +93,9 @@ class ContextEngine:
         self._rel_cache: dict[str, str] = {}
         self._setup_done = False
         self.last_build: BuildStats | None = None
+        # Per document: the snippets its last prompt held, and each source's last answer (see stability.py).
+        self._last_snippets: dict[str, list[Snippet]] = {}
+        self._last_found: dict[tuple[str, str], list[Candidate]] = {}
         self.sources: dict[str, Source] = {
             "scope": ScopeSource(),
             "definitions": DefinitionsSource(lambda: self.index, self.co_change),
@@ -396,6 +401,9 @@ class ContextEngine:
             # Only remember where the user is; chunks are copied on the event loop, which owns the documents.
             with self._lock:
                 self._pending[query.uri] = cursor.row
+        # Keystroke-to-keystroke stability is for documents open in the editor; one-off requests (the CLI, the
+        # evaluation harness, which masks a different line each time) get the best snippets for their own text.
+        stable = bool(query.uri) and self.trees.tracked(query.uri)
         candidates: list[Candidate] = []
         for name in RUN_ORDER:
             if name not in sources:
@@ -404,10 +412,13 @@ class ContextEngine:
             source = self.sources.get(name)
             if source is None:
                 continue
+            doc_key = (query.uri, name)
+            previous = self._last_found.get(doc_key, []) if stable else []
             start = time.monotonic()
             if start >= deadline:
-                result.notes[name] = "skipped: request deadline"
+                result.notes[name] = "skipped: request deadline" + (", previous answer reused" if previous else "")
                 result.timings_ms[name] = 0.0
+                candidates.extend(previous)
                 continue
             budget = Budget(
                 tokens=int(budget_tokens * SOURCE_SHARE.get(name, 0.25)),
@@ -420,18 +431,22 @@ class ContextEngine:
                 log.exception("context source %s failed", name)
                 result.notes[name] = "failed"
                 got = []
+            if budget.expired() and previous:
+                got = lend_previous(got, previous)
+            elif stable:
+                self._last_found[doc_key] = got
             result.timings_ms[name] = (time.monotonic() - start) * 1000
             if not got and name not in result.notes:
                 result.notes[name] = self._why_empty(name)
             candidates.extend(got)
-        kept: list[Candidate] = []
-        used = 0
-        for cand in sorted(candidates, key=lambda c: -c.snippet.score):
-            if used + cand.tokens <= budget_tokens:
-                kept.append(cand)
-                used += cand.tokens
-        order = {name: i for i, name in enumerate(SOURCE_ORDER)}
-        kept.sort(key=lambda c: (order.get(c.snippet.source, len(order)), c.key))
+        kept = choose_stable(
+            self._last_snippets.get(query.uri, []) if stable else [], candidates, budget_tokens, SOURCE_ORDER
+        )
+        if stable:
+            if len(self._last_snippets) > 64:  # documents long closed
+                self._last_snippets.clear()
+                self._last_found.clear()
+            self._last_snippets[query.uri] = [c.snippet for c in kept]
         result.snippets = [c.snippet for c in kept]
         for cand in kept:
             result.tokens[cand.snippet.source] = result.tokens.get(cand.snippet.source, 0) + cand.tokens
