@@ -758,6 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds to wait for one answer")
     parser.add_argument("--load-timeout", type=float, default=300.0, help="seconds to wait for the model")
     parser.add_argument("--out", help="write the report and every request as JSON here")
+    parser.add_argument(
+        "--keep-prompts",
+        action="store_true",
+        help="keep each request's exact prompt in the JSON (to see what broke reuse)",
+    )
     _setting_flags(parser)  # --model, --context, --backend, --url, ... exactly as `fimble serve` takes them
     return parser
 
@@ -816,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": round(time.monotonic() - started, 1),
             "status_fields": sorted(session.status_fields),
             "summary": summary,
-            "requests": [_request_json(r) for r in session.requests],
+            "requests": [_request_json(r, args.keep_prompts) for r in session.requests],
         }
         Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)
@@ -826,9 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 _REPORTED = ("model", "nCtx", "nThreads", "nBatch", "maxTokens", "contextSources", "backend", "url", "timeBudgetMs")
 
 
-def _request_json(req: Request) -> dict[str, Any]:
+def _request_json(req: Request, keep_prompts: bool = False) -> dict[str, Any]:
     data = asdict(req)
-    for key in ("prompt", "prefix", "suffix"):
+    for key in ("prefix", "suffix") if keep_prompts else ("prompt", "prefix", "suffix"):
         data.pop(key)  # large and reconstructible; the token counts stay
     for key, value in data.items():
         if isinstance(value, float):
