@@ -203,6 +203,9 @@ class Request:
     prompt_tokens_debug: int | None = None
     prefix: str = ""  # text before and after the cursor, for a peer's /infill
     suffix: str = ""
+    # What bare llama.cpp and the peer generate: as many tokens as fimble did or, for an answer from fimble's cache,
+    # as many as that suggestion takes (they have no such cache and must generate it).
+    tokens_to_generate: int | None = None
     bare_ms: float | None = None
     bare_tokens: int | None = None
     peer_ms: float | None = None
@@ -362,6 +365,7 @@ async def run_session(
         await asyncio.sleep(args.settle_ms / 1000)
         log.completions()
         suggestion = ""
+        max_tokens = Settings.from_env().merged(overrides).max_tokens
         while session.keystrokes < args.limit and not typist.done:
             before_text = typist.text
             kind, a, b, new = typist.next_action(suggestion)
@@ -428,6 +432,7 @@ async def run_session(
                 req.error = req.error or f"debugPrompt: {type(exc).__name__}: {exc}"
             # The comparisons run right away, while the server idles: measured back to back, the three figures
             # for a request see the same machine load (on a shared machine it drifts over minutes).
+            req.tokens_to_generate = _tokens_to_generate(req, bare, max_tokens)
             for other in (bare, peer):
                 if other is not None:
                     await asyncio.to_thread(other.run, req)
@@ -446,6 +451,16 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def _tokens_to_generate(req: Request, bare: BareLlama | None, max_tokens: int) -> int:
+    if req.generated_tokens:
+        n = req.generated_tokens
+    elif bare is not None:
+        n = len(bare.llm.tokenize(req.suggestion.encode("utf-8"), add_bos=False)) + 1  # + the stop token
+    else:
+        n = len(req.suggestion) // 3 + 1
+    return max(1, min(n, max_tokens))
 
 
 def _first_item(result: Any) -> str:
@@ -539,8 +554,7 @@ class BareLlama:
             ids = [bos, *ids]
         if req.prompt_tokens_debug is not None and len(ids) != req.prompt_tokens_debug:
             self.mismatched += 1
-        n_gen = req.generated_tokens or (len(llm.tokenize(req.suggestion.encode("utf-8"), add_bos=False)) + 1)
-        n_gen = max(1, min(n_gen, self.settings.max_tokens))
+        n_gen = req.tokens_to_generate or self.settings.max_tokens
         llm.reset()
         kv_clear = getattr(llm._ctx, "kv_cache_clear", None)
         if kv_clear is not None:
@@ -577,7 +591,7 @@ class Peer:
         if mode == "completion" and not req.prompt:
             return
         self.modes.add(mode)
-        n_gen = max(1, min(req.generated_tokens or self.settings.max_tokens, self.settings.max_tokens))
+        n_gen = req.tokens_to_generate or self.settings.max_tokens
         body: dict[str, Any] = {"n_predict": n_gen, "temperature": 0.0, "cache_prompt": True, "stream": False}
         if mode == "infill":
             body.update(input_prefix=req.prefix, input_suffix=req.suffix)
