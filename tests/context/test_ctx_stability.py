@@ -69,8 +69,9 @@ def test_an_open_document_keeps_its_snippets_in_place_while_the_user_types(repo:
     engine.attach(store)
     engine.index_now()
     uri = (repo / "app/other.py").as_uri()
-    filler = "".join(f"# note {i}\n" for i in range(50))  # the imports are out of the names' reach
-    head = "from pkg.geometry import midpoint\nfrom pkg.units import to_metres\n" + filler + "\n\ndef stroll(a, b):\n"
+    filler = "".join(f"# note {i}\n" for i in range(50))  # the import is out of the names' reach
+    # midpoint is not imported (an imported name would be offered before its first use): typing it brings it in
+    head = "from pkg.units import to_metres\n" + filler + "\n\ndef stroll(a, b):\n"
     doc = store.open(uri, head + "    t = to_metres(a, 2.0)\n", 1, "python")
 
     def snippets_at_end() -> list[Snippet]:

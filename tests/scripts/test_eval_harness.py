@@ -47,7 +47,7 @@ def test_eval_on_three_tasks_with_the_tiny_model(tmp_path: Path, tiny_model: Pat
     out = tmp_path / "results.json"
     result = run_script(
         "eval.py", "--model", str(tiny_model), "--humaneval", str(data), "--repo-source", str(pkg),
-        "--limit", "3", "--max-tokens", "8", "--seed", "1", "--out", str(out),
+        "--limit", "3", "--max-tokens", "8", "--seed", "1", "--out", str(out), "--keep-prompts",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "humaneval-single" in result.stdout and "pass@1" in result.stdout  # the table
@@ -69,6 +69,10 @@ def test_eval_on_three_tasks_with_the_tiny_model(tmp_path: Path, tiny_model: Pat
     assert repo_on["summary"]["n"] == 1 and repo_on["tasks"][0]["target"] == "value = helper(y)"
     assert "edit_similarity" in repo_on["summary"]
     assert list(repo_off["tasks"][0]["stats"]["prompt_parts"]) == ["cursor window"]
+    # --keep-prompts: the exact prompt, where the cross-file definition shows up only with context on
+    assert "def helper(x)" in repo_on["tasks"][0]["prompt"]
+    assert "def helper(x)" not in repo_off["tasks"][0]["prompt"]
+    assert repo_off["tasks"][0]["prompt"].endswith("def run(y):\n    ")
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:

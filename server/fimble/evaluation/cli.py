@@ -38,3 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--exec-memory-mb", type=int, default=1024, metavar="MB", help="address-space limit per test run"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--keep-prompts",
+        action="store_true",
+        help="keep each task's exact prompt in the --out JSON (to see what the context sources sent)",
+    )

@@ -120,6 +120,7 @@ def run_humaneval(
     settings: Settings,
     limits: Limits,
     progress: Progress,
+    keep_prompts: bool = False,
 ) -> SuiteResult:
     out = SuiteResult(suite, _sources(settings))
     started = time.monotonic()
@@ -149,6 +150,8 @@ def run_humaneval(
                 "stats": _stats(result),
                 "exec_ms": round(run.ms, 1),
             }
+            if keep_prompts:
+                record["prompt"] = result.prompt.text()
             out.tasks.append(record)
             progress(
                 f"[{suite} {i}/{len(tasks)}] {task.task_id}: {run.status}"
@@ -167,6 +170,7 @@ def run_repo(
     trees: dict[str, repo_tasks.SourceTree],
     settings: Settings,
     progress: Progress,
+    keep_prompts: bool = False,
 ) -> SuiteResult:
     out = SuiteResult("repo", _sources(settings))
     started = time.monotonic()
@@ -192,6 +196,8 @@ def run_repo(
                 "edit_similarity": round(edit_similarity(prediction, task.target), 4),
                 "stats": _stats(result),
             }
+            if keep_prompts:
+                record["prompt"] = result.prompt.text()
             out.tasks.append(record)
             progress(
                 f"[repo context={out.context} {i}/{len(tasks)}] {task.task_id}: es {record['edit_similarity']:.2f}"
@@ -284,12 +290,12 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             f"model: {engine.info.name} ({engine.info.format.name} format), loaded in {engine.info.load_ms:.0f} ms"
         )
         for suite, tasks in humaneval_tasks.items():
-            results.append(run_humaneval(engine, suite, tasks, settings, limits, progress))
+            results.append(run_humaneval(engine, suite, tasks, settings, limits, progress, args.keep_prompts))
         if repo_list:
             # Context on first, then off: each pass keeps its prompts' shared prefixes in the KV cache.
             modes = [settings] if not settings.context_sources else [settings, settings.merged({"context_sources": []})]
             for mode in modes:
-                results.append(run_repo(engine, repo_list, trees, mode, progress))
+                results.append(run_repo(engine, repo_list, trees, mode, progress, args.keep_prompts))
     finally:
         engine.close()
 

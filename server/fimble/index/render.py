@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from fimble.index.symbols import Symbol
@@ -61,25 +61,41 @@ def class_members(spec: LangSpec, cls: Symbol, all_symbols: Sequence[Symbol], li
     return [replace(s, doc="") for s in members[:limit]]
 
 
-def render_file(spec: LangSpec, chosen: Sequence[Symbol], all_symbols: Sequence[Symbol]) -> str:
+CONSTRUCTORS = frozenset({"__init__", "__new__", "constructor", "new"})
+
+
+def render_file(
+    spec: LangSpec, chosen: Sequence[Symbol], all_symbols: Sequence[Symbol], brief: Collection[Symbol] = ()
+) -> str:
     """The chosen symbols of one file in line order; a chosen class shows its interface, chosen members nest under
-    their class."""
+    their class (with the class header, not its other members).
+
+    Symbols in `brief` are shown without their docstrings, and a brief class with its constructor only: the cheap
+    form, for names worth mentioning but not worth their whole interface."""
+    short = set(brief)
     classes = {s.name: s for s in all_symbols if s.kind in spec.member_kinds and not s.container}
     blocks: list[tuple[int, str]] = []
     groups: dict[str, list[Symbol]] = {}
+    whole: dict[str, bool] = {}  # classes chosen themselves: True for their interface, False for the constructor
     for sym in sorted(chosen, key=lambda s: s.line):
+        shown = replace(sym, doc="") if sym in short else sym
         if sym.container and spec.nest_members:
-            groups.setdefault(sym.container, []).append(sym)
+            groups.setdefault(sym.container, []).append(shown)
         elif spec.nest_members and not sym.container and sym.name in classes and classes[sym.name] == sym:
             groups.setdefault(sym.name, [])
+            whole[sym.name] = sym not in short
         else:
-            blocks.append((sym.line, render_symbol(spec, sym)))
+            blocks.append((sym.line, render_symbol(spec, shown)))
     for name, members in groups.items():
         container = classes.get(name)
-        if container is not None:
+        if container is not None and name in whole:
             have = {(m.name, m.line) for m in members}
             extra = [m for m in class_members(spec, container, all_symbols) if (m.name, m.line) not in have]
+            if not whole[name]:
+                extra = [m for m in extra if m.name in CONSTRUCTORS]
             members = sorted([*members, *extra], key=lambda s: s.line)
+        if container is not None and not whole.get(name, False):
+            container = replace(container, doc="")  # the header names the class; its docstring is for a chosen class
         if not members and container is not None:
             blocks.append((container.line, render_symbol(spec, container)))
             continue
