@@ -86,13 +86,20 @@ def test_scope_shows_headers_the_window_does_not(tmp_path: Path) -> None:
     (tmp_path / "ledger.py").write_text(text)
     engine = ContextEngine(tmp_path, cache_file=False)
     offset = text.index("return to") + len("return to")
-    query = ContextQuery(text, offset, "python", "ledger.py", (tmp_path / "ledger.py").as_uri(), (offset - 300, offset))
+    uri = (tmp_path / "ledger.py").as_uri()
+    query = ContextQuery(text, offset, "python", "ledger.py", uri, (offset - 300, offset + 1))
     result = gather(engine, query, sources=("scope",))
     (snippet,) = result.snippets
     assert "class Ledger:" in snippet.text
     assert "    def add_many(self, items):" in snippet.text and "Add a lot." in snippet.text
     assert "def first(self)" in snippet.text and "def last(self)" in snippet.text
     assert "total += 3" not in snippet.text
+    # a prompt with no text after the cursor (prefix-only formats) gets the enclosing headers without siblings
+    (bare,) = gather(
+        engine, ContextQuery(text, offset, "python", "ledger.py", uri, (offset - 300, offset)), ("scope",)
+    ).snippets
+    assert "class Ledger:" in bare.text and "def add_many(self, items):" in bare.text
+    assert "def first" not in bare.text and "def last" not in bare.text
     # when the window shows everything, the scope has nothing to add
     full = ContextQuery(text, offset, "python", "ledger.py", "", (0, len(text)))
     assert not gather(engine, full, sources=("scope",)).snippets

@@ -264,6 +264,8 @@ class DefinitionsSource:
         text = cursor.text
         ranked: list[tuple[float, int, str]] = []
         for local, (imp, remote) in bound.items():
+            if budget.expired():
+                return
             if local in near_cursor or remote == "*" or len(local) < 2:
                 continue
             # Once in its import statement (twice with `as` naming itself): more means the file uses it.

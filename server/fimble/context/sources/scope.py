@@ -2,6 +2,11 @@
 
 Only what the cursor window does not already show is sent, so a long function whose `def` line scrolled out of the
 window still tells the model its name, parameters and docstring. Without a grammar, indentation stands in for syntax.
+
+Siblings are outlined only where the prompt shows text after the cursor (fill-in-the-middle formats). A prompt
+without a suffix (prefix-only models) gets the enclosing headers alone: there the outline of the rest of the file
+measured as a loss (`fimble eval --suite repo`, Gemma 3 270M, 100 tasks: 0.25 nats per target line worse than
+without siblings), the signatures taking the place of window lines the model reads better.
 """
 
 from __future__ import annotations
@@ -120,7 +125,9 @@ def syntax_outline(cursor: Cursor, budget: Budget) -> str:
 
     container = _sibling_container(chain, tree)
     siblings: list[tuple[int, tree_sitter.Node]] = []
-    for child in _definitions_in(spec, container):
+    window = cursor.query.window
+    shows_suffix = window is None or window[1] > cursor.query.offset
+    for child in _definitions_in(spec, container) if shows_suffix else ():
         if child.id in chain_ids or budget.expired():
             continue
         row = child.start_point[0]
