@@ -39,7 +39,7 @@ from fimble.index.workspace import WorkspaceIndex
 
 PACKAGES = ("mypy", "numpy", "hypothesis", "pydantic", "pydantic_core", "fastapi", "pygls", "lsprotocol", "git")
 DEFAULT_FILE = "numpy/lib/_function_base_impl.py"
-SOURCES = ("scope", "definitions", "ring", "git")
+SOURCES = ("scope", "definitions", "similar", "ring", "git")
 TYPED = "result = np.asarray(a, dtype=float)"
 BUDGET_TOKENS = int((4096 - 64 - 16) * 0.4)  # the pipeline's context share of a 4k context
 

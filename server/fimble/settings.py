@@ -14,7 +14,7 @@ from typing import Any
 
 from fimble.errors import SettingsError
 
-ALL_CONTEXT_SOURCES: tuple[str, ...] = ("scope", "definitions", "ring", "git")
+ALL_CONTEXT_SOURCES: tuple[str, ...] = ("scope", "definitions", "similar", "ring", "git")
 
 
 def _doc(text: str, env: str | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from fimble.context.base import ContextQuery, ContextResult
 from fimble.context.engine import ContextEngine
 from fimble.context.tokens import TokenEstimator
 
-ALL = ("scope", "definitions", "ring", "git")
+ALL = ("scope", "definitions", "similar", "ring", "git")
 SECRET = "TOPSECRET_do_not_send"
 
 FILES: dict[str, str] = {

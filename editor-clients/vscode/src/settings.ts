@@ -75,7 +75,7 @@ export const DEFAULTS = {
   maxTokens: 64,
   temperature: 0,
   timeBudgetMs: 3000,
-  contextSources: ["scope", "definitions", "ring", "git"] as readonly string[],
+  contextSources: ["scope", "definitions", "similar", "ring", "git"] as readonly string[],
   fixMaxAttempts: 3,
   fixTimeBudgetMs: 60000,
   fixAllowUnverified: false,

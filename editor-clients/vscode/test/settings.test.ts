@@ -30,7 +30,7 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     maxTokens: 64,
     temperature: 0,
     timeBudgetMs: 3000,
-    contextSources: ["scope", "definitions", "ring", "git"],
+    contextSources: ["scope", "definitions", "similar", "ring", "git"],
     fixMaxAttempts: 3,
     fixTimeBudgetMs: 60000,
     fixAllowUnverified: false,

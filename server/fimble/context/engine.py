@@ -3,7 +3,8 @@ sources that turn them into prompt snippets.
 
 Threads: document events arrive on the LSP event loop (`attach`'s listener, `note_viewed`, `on_saved`) and must stay
 cheap; `gather` runs on the model worker thread per request and only reads in-memory state; everything slow (parsing
-files, git subprocesses, persistence) runs on the engine's own background worker.
+files, reading the files near the cursor's, git subprocesses, persistence) runs on the engine's own background
+worker. One-off requests (the CLI, the evaluation harness) have no worker ahead of them and do that reading first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path, PurePosixPath
 
 from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
 from fimble.context.ring import CHUNK_LINES, Ring
-from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource
+from fimble.context.similar import ChunkCache
+from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource, SimilarSource
+from fimble.context.sources.similar import NEARBY_FILES
 from fimble.context.stability import choose_stable, lend_previous
 from fimble.context.window import snap_window
 from fimble.context.worker import Worker
@@ -38,13 +41,13 @@ log = logging.getLogger(__name__)
 # Prompt order, most stable first: what changes least between keystrokes goes earliest, so consecutive prompts
 # share the longest token prefix and the KV cache is reused; the scope (which follows the cursor) goes last,
 # right before the cursor window.
-SOURCE_ORDER: tuple[str, ...] = ("git", "ring", "definitions", "scope")
+SOURCE_ORDER: tuple[str, ...] = ("git", "ring", "definitions", "similar", "scope")
 # Run order when time is short: the most useful source first.
-RUN_ORDER: tuple[str, ...] = ("scope", "definitions", "ring", "git")
+RUN_ORDER: tuple[str, ...] = ("scope", "definitions", "similar", "ring", "git")
 # Each source's cap as a share of the context budget (they overlap; the merge keeps the best within the total).
-SOURCE_SHARE = {"scope": 0.25, "definitions": 0.5, "ring": 0.35, "git": 0.25}
+SOURCE_SHARE = {"scope": 0.25, "definitions": 0.5, "similar": 0.3, "ring": 0.35, "git": 0.25}
 # Each source's own deadline; the request's overall deadline also applies.
-SOURCE_DEADLINE_MS = {"scope": 6.0, "definitions": 15.0, "ring": 6.0, "git": 4.0}
+SOURCE_DEADLINE_MS = {"scope": 6.0, "definitions": 15.0, "similar": 8.0, "ring": 6.0, "git": 4.0}
 # A keystroke's re-parse that runs longer than this is finished in the background; the request uses the previous
 # tree shifted by the edits (an unclosed bracket can make tree-sitter re-parse the rest of a large file).
 SYNTAX_BUDGET_S = 0.008
@@ -79,6 +82,7 @@ class ContextEngine:
         self.max_files = max_files
         self.trees = SyntaxTrees()
         self.ring = Ring()
+        self.chunks = ChunkCache(self.root)
         self.index: WorkspaceIndex | None = None
         self.git: GitInfo | None = None
         self._git_state = _GitState({}, {})
@@ -99,6 +103,7 @@ class ContextEngine:
         self.sources: dict[str, Source] = {
             "scope": ScopeSource(),
             "definitions": DefinitionsSource(lambda: self.index, self.co_change),
+            "similar": SimilarSource(self.chunks, self._nearby, self.allowed, self._read_nearby_later),
             "ring": RingSource(self.ring, self.allowed, self.co_change),
             "git": GitSource(lambda: self._git_state.hunks, self.allowed, self.co_change),
         }
@@ -235,6 +240,10 @@ class ContextEngine:
         doc = self._store.find(uri) if self._store is not None else None
         if doc is not None:
             self._capture(doc, 0, head=True)
+        rel = self.rel_path(uri)
+        grammar = grammar_name(doc.language_id if doc is not None else None, rel) if rel else None
+        if rel and grammar:
+            self._read_nearby_later(rel, grammar)
 
     def _update_paths(self, rels: list[str]) -> None:
         index = self.index
@@ -245,7 +254,20 @@ class ContextEngine:
             changed = [rel for rel in rels if index.update_path(rel)]
             if changed:
                 self._worker.later("save", SAVE_AFTER_S, self._save)
+        self.chunks.refresh(rels)
         self._worker.later("git", GIT_REFRESH_S, self._refresh_git)
+
+    def _nearby(self, rel: str, grammar: str) -> list[str]:
+        index = self.index
+        return index.nearest(rel, grammar, NEARBY_FILES) if index is not None and index.ready else []
+
+    def _read_nearby(self, rel: str, grammar: str) -> None:
+        for path in self._nearby(rel, grammar):
+            if self.allowed(path):
+                self.chunks.chunks(path)
+
+    def _read_nearby_later(self, rel: str, grammar: str) -> None:
+        self._worker.later(f"similar:{rel}", 0.0, lambda: self._read_nearby(rel, grammar))
 
     def _save(self) -> None:
         index = self.index
@@ -404,6 +426,12 @@ class ContextEngine:
         # Keystroke-to-keystroke stability is for documents open in the editor; one-off requests (the CLI, the
         # evaluation harness, which masks a different line each time) get the best snippets for their own text.
         stable = bool(query.uri) and self.trees.tracked(query.uri)
+        if not stable and "similar" in sources and cursor.rel is not None and cursor.grammar is not None:
+            # No earlier keystroke had the worker read this file's neighbourhood; the time it takes is not the
+            # sources' to lose.
+            started = time.monotonic()
+            self._read_nearby(cursor.rel, cursor.grammar)
+            deadline += time.monotonic() - started
         candidates: list[Candidate] = []
         for name in RUN_ORDER:
             if name not in sources:

@@ -8,6 +8,7 @@ share it under one lock; a rebuild is prepared outside the lock and swapped in.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -96,6 +97,7 @@ class WorkspaceIndex:
         self._allowed: set[str] = set()  # every listed (not ignored) file
         self._verdicts: dict[str, bool] = {}  # ignore checks for files not in the listing
         self._resolved: dict[tuple[Import, str, str], list[str]] = {}
+        self._nearest: dict[tuple[str, str, int], list[str]] = {}
         self._rules: IgnoreRules | None = None
         self.ready = False
         self.dirty = False
@@ -136,6 +138,23 @@ class WorkspaceIndex:
                     self._resolved.clear()
                 hit = self._resolved[key] = resolve_import(imp, current, grammar, self.files)
             return list(hit)
+
+    def nearest(self, rel: str, grammar: str, limit: int) -> list[str]:
+        """Up to `limit` indexed files in `grammar` other than `rel`, fewest folder steps away first; cached until
+        the set of files changes (runs per keystroke)."""
+        key = (rel, grammar, limit)
+        with self._lock:
+            hit = self._nearest.get(key)
+            if hit is None:
+                if len(self._nearest) > 1024:
+                    self._nearest.clear()
+                same = (r for r, e in self._entries.items() if e.grammar == grammar and r != rel)
+                hit = self._nearest[key] = heapq.nsmallest(limit, same, key=lambda r: _distance(r, rel))
+            return list(hit)
+
+    def _forget_layout(self) -> None:
+        self._resolved.clear()
+        self._nearest.clear()
 
     def named(self, rel: str, name: str, top_level: bool = False) -> list[Symbol]:
         """Symbols called `name` defined in one file."""
@@ -233,7 +252,7 @@ class WorkspaceIndex:
             self._by_name = by_name
             self._symbol_count = symbols
             self.files = files
-            self._resolved.clear()
+            self._forget_layout()
             self._allowed = set(listed)
             self._verdicts.clear()
             self.ready = True
@@ -283,7 +302,7 @@ class WorkspaceIndex:
                 return False
             self._unlink(rel, old)
             self.files.remove(rel)
-            self._resolved.clear()
+            self._forget_layout()
             self.dirty = True
             return True
 
@@ -315,7 +334,7 @@ class WorkspaceIndex:
             self._symbol_count += len(entry.symbols)
             if rel not in self.files.paths:
                 self.files.add(rel)
-                self._resolved.clear()
+                self._forget_layout()
             self._allowed.add(rel)
             self.dirty = True
 
