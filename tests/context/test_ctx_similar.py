@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
-from fimble.context.base import ContextQuery
+from fimble.context.base import Budget, ContextQuery
 from fimble.context.engine import ContextEngine
 from fimble.context.similar import ChunkCache, best_chunks, chunk_text, jaccard, query_words, words
+from fimble.context.sources.similar import SimilarSource
 from fimble.documents.store import DocumentStore
 
 from .conftest import SECRET, gather, make_repo
@@ -52,7 +54,8 @@ def test_chunks_cover_the_file_in_overlapping_windows() -> None:
 def test_query_is_the_lines_ending_at_the_cursor() -> None:
     text = "".join(f"name_{i} = 1\n" for i in range(20)) + "result = comp"
     found = query_words(text, len(text), lines=3)
-    assert found == {"name_18", "name_19", "result", "comp"}
+    assert found == {"name_18", "name_19", "result"}  # "comp" is still being typed
+    assert query_words(text + "ute(", len(text) + 4, lines=3) == found | {"compute"}
     assert query_words(text, 0) == frozenset()
 
 
@@ -156,4 +159,35 @@ def test_nothing_to_match_gives_nothing(tmp_path: Path) -> None:
     assert not gather(engine, query, sources=("similar",)).snippets  # too few words to look for
     outside = ContextQuery(_query(root).text, len(_query(root).text), "python", "elsewhere.py", "", None)
     assert not ContextEngine(None).gather(outside, ("similar",), 2000, len, 1e18).snippets
+    engine.close()
+
+
+def test_typing_within_a_word_reuses_the_ranking(tmp_path: Path) -> None:
+    root = _workspace(tmp_path / "ws")
+    engine = ContextEngine(root, cache_file=False)
+    engine.index_now()
+    asked: list[str] = []
+
+    def nearby(rel: str, grammar: str) -> list[str]:
+        asked.append(rel)
+        return ["cmds/handlers.py", "cmds/other.py"]
+
+    cache = ChunkCache(root)
+    source = SimilarSource(cache, nearby, lambda rel: True)
+    base = _query(root)
+
+    def ask(typed: str) -> list[str]:
+        text = base.text + typed
+        query = ContextQuery(text, len(text), "python", base.path, base.uri, (0, len(text)))
+        budget = Budget(2000, time.monotonic() + 1, len)
+        return [c.snippet.path for c in source.gather(engine.cursor(query), budget)]
+
+    assert ask("Com") == []  # nothing read yet
+    cache.chunks("cmds/handlers.py")
+    cache.chunks("cmds/other.py")
+    assert ask("Comm") == ["cmds/handlers.py"]
+    calls = len(asked)
+    assert ask("Comma") == ["cmds/handlers.py"] and len(asked) == calls  # the same question: answered from memory
+    ask("handler(")
+    assert len(asked) == calls + 1  # a finished word is a new question
     engine.close()

@@ -62,14 +62,18 @@ def chunk_text(path: str, text: str, lines: int = CHUNK_LINES, stride: int = CHU
 
 
 def query_words(text: str, offset: int, lines: int = CHUNK_LINES) -> frozenset[str]:
-    """Identifiers of the `lines` lines that end at the cursor (the line being typed included)."""
+    """Identifiers of the `lines` lines that end at the cursor (the line being typed included, less a word still
+    being typed: the query then stays the same for every keystroke of a word)."""
     start = offset
     for _ in range(lines):
         start = text.rfind("\n", 0, start)
         if start <= 0:
             start = 0
             break
-    return words(text[start:offset])
+    end = offset
+    while end > start and (text[end - 1].isalnum() or text[end - 1] in "_$"):
+        end -= 1
+    return words(text[start:end])
 
 
 def best_chunks(
@@ -97,6 +101,7 @@ class ChunkCache:
         self.max_files = max_files
         self._files: OrderedDict[str, tuple[int, int, list[CodeChunk]]] = OrderedDict()
         self._lock = threading.Lock()
+        self.version = 0  # changes whenever a file is read: answers computed from the cache are stale then
 
     def cached(self, rel: str) -> list[CodeChunk] | None:
         """The file's chunks as last read, without touching the disk (the request path); None if never read."""
@@ -132,6 +137,7 @@ class ChunkCache:
         data = read_source(path)
         found = chunk_text(rel, data.decode("utf-8", "replace")) if data is not None else []
         with self._lock:
+            self.version += 1
             self._files[rel] = (*stamp, found)
             self._files.move_to_end(rel)
             while len(self._files) > self.max_files:

@@ -30,6 +30,8 @@ class SimilarSource:
         self._nearby = nearby
         self._allowed = allowed
         self._on_cold = on_cold
+        # The last ranking: typing within a word, or on a line whose words are all seen, asks the same question.
+        self._last: tuple[tuple[str, frozenset[str], int], list[tuple[float, CodeChunk]]] | None = None
 
     def gather(self, cursor: Cursor, budget: Budget) -> list[Candidate]:
         rel, grammar = cursor.rel, cursor.grammar
@@ -38,10 +40,32 @@ class SimilarSource:
         query = query_words(cursor.text, cursor.query.offset)
         if len(query) < MIN_QUERY_WORDS:
             return []
+        key = (rel, query, self._cache.version)
+        if self._last is not None and self._last[0] == key:
+            ranked = self._last[1]
+        else:
+            ranked, complete = self._rank(rel, grammar, query, budget)
+            self._last = (key, ranked) if complete else None
+        out: list[Candidate] = []
+        used = 0
+        for score, chunk in ranked:
+            tokens = budget.count(chunk.text) + budget.count(chunk.path) + 4
+            if used + tokens > budget.tokens:
+                continue
+            used += tokens
+            snippet = Snippet(source=self.name, path=chunk.path, text=chunk.text, score=0.3 + 0.5 * score)
+            out.append(Candidate(snippet, tokens, key=(self.name, chunk.path, chunk.start_row)))
+        return out
+
+    def _rank(
+        self, rel: str, grammar: str, query: frozenset[str], budget: Budget
+    ) -> tuple[list[tuple[float, CodeChunk]], bool]:
+        """The best chunks of the nearby files read so far, and whether every nearby file was looked at."""
         chunks: list[CodeChunk] = []
         unread = False
         for path in self._nearby(rel, grammar):
             if budget.expired():
+                unread = True
                 break
             if path == rel or not self._allowed(path):
                 continue
@@ -51,14 +75,5 @@ class SimilarSource:
             else:
                 chunks.extend(found)
         if unread and self._on_cold is not None:
-            self._on_cold(rel, grammar)  # read in the background, for the next keystroke
-        out: list[Candidate] = []
-        used = 0
-        for score, chunk in best_chunks(query, chunks, MAX_PASSAGES, MIN_SIMILARITY):
-            tokens = budget.count(chunk.text) + budget.count(chunk.path) + 4
-            if used + tokens > budget.tokens:
-                continue
-            used += tokens
-            snippet = Snippet(source=self.name, path=chunk.path, text=chunk.text, score=0.3 + 0.5 * score)
-            out.append(Candidate(snippet, tokens, key=(self.name, chunk.path, chunk.start_row)))
-        return out
+            self._on_cold(rel, grammar)  # read in the background (or finish ranking) for the next keystroke
+        return best_chunks(query, chunks, MAX_PASSAGES, MIN_SIMILARITY), not unread
