@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -190,4 +191,29 @@ def test_typing_within_a_word_reuses_the_ranking(tmp_path: Path) -> None:
     assert ask("Comma") == ["cmds/handlers.py"] and len(asked) == calls  # the same question: answered from memory
     ask("handler(")
     assert len(asked) == calls + 1  # a finished word is a new question
+    engine.close()
+
+
+def test_an_open_document_holds_its_passages_while_they_still_fit(tmp_path: Path) -> None:
+    files = {"c1.py": "a b c d e f", "c2.py": "a b c d x1 x2", "c3.py": "a b c y1 y2 y3", "c4.py": "a b g h i j"}
+    for rel, text in files.items():
+        (tmp_path / rel).write_text(text + "\n")
+    cache = ChunkCache(tmp_path)
+    for rel in files:
+        cache.chunks(rel)
+    source = SimilarSource(cache, lambda rel, grammar: sorted(files), lambda rel: True)
+    engine = ContextEngine(tmp_path, cache_file=False)
+
+    def ask(words: str, tracked: bool) -> list[str]:
+        text = words + "\n"
+        query = ContextQuery(text, len(text), "python", "cur.py", (tmp_path / "cur.py").as_uri(), (0, len(text)))
+        cursor = dataclasses.replace(engine.cursor(query), tracked=tracked)
+        return sorted(c.snippet.path for c in source.gather(cursor, Budget(2000, time.monotonic() + 1, len)))
+
+    assert ask("a b c d e f", tracked=True) == ["c1.py", "c2.py", "c3.py"]
+    # the question moves towards c4, but c3 still scores more than half of the best: the prompt stays the same
+    assert ask("a b c d g h", tracked=True) == ["c1.py", "c2.py", "c3.py"]
+    assert ask("a b c d g h", tracked=False) == ["c1.py", "c2.py", "c4.py"]  # a one-off request gets the best
+    # once it scores less than half of the best new passage, a held passage gives way
+    assert ask("a b g h i j", tracked=True) == ["c1.py", "c2.py", "c4.py"]
     engine.close()

@@ -55,6 +55,7 @@ class Cursor:
     cursor_byte: int
     row: int  # 0-based line of the cursor
     window_rows: tuple[int, int]  # first and last line of the cursor window (inclusive)
+    tracked: bool = False  # a document open in the editor (keystroke after keystroke), not a one-off request
 
     @property
     def text(self) -> str:

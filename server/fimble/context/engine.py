@@ -390,6 +390,7 @@ class ContextEngine:
             cursor_byte=byte_offset(text, offset),
             row=row,
             window_rows=window_rows,
+            tracked=tracked,
         )
 
     def gather(
@@ -425,7 +426,7 @@ class ContextEngine:
                 self._pending[query.uri] = cursor.row
         # Keystroke-to-keystroke stability is for documents open in the editor; one-off requests (the CLI, the
         # evaluation harness, which masks a different line each time) get the best snippets for their own text.
-        stable = bool(query.uri) and self.trees.tracked(query.uri)
+        stable = cursor.tracked
         if not stable and "similar" in sources and cursor.rel is not None and cursor.grammar is not None:
             # No earlier keystroke had the worker read this file's neighbourhood; the time it takes is not the
             # sources' to lose.

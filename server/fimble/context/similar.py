@@ -76,6 +76,10 @@ def query_words(text: str, offset: int, lines: int = CHUNK_LINES) -> frozenset[s
     return words(text[start:end])
 
 
+def overlaps(chunk: CodeChunk, others: Iterable[CodeChunk]) -> bool:
+    return any(o.path == chunk.path and abs(o.start_row - chunk.start_row) < CHUNK_LINES for o in others)
+
+
 def best_chunks(
     query: frozenset[str], chunks: Iterable[CodeChunk], limit: int, min_similarity: float
 ) -> list[tuple[float, CodeChunk]]:
@@ -84,8 +88,7 @@ def best_chunks(
     ranked = heapq.nlargest(limit * 4, (sc for sc in scored if sc[0] >= min_similarity), key=lambda sc: sc[0])
     picked: list[tuple[float, CodeChunk]] = []
     for score, chunk in ranked:
-        overlaps = any(p.path == chunk.path and abs(p.start_row - chunk.start_row) < CHUNK_LINES for _, p in picked)
-        if not overlaps:
+        if not overlaps(chunk, (p for _, p in picked)):
             picked.append((score, chunk))
             if len(picked) == limit:
                 break

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fimble.context.base import Budget, Candidate, Cursor
-from fimble.context.similar import ChunkCache, CodeChunk, best_chunks, query_words
+from fimble.context.similar import ChunkCache, CodeChunk, best_chunks, jaccard, overlaps, query_words
 from fimble.prompt.assemble import Snippet
 
 MAX_PASSAGES = 3
+# In an open document a passage already in the prompt stays while it scores at least this share of the best new
+# one: a passage that comes and goes makes the model evaluate the whole cursor window after it again.
+HOLD_SHARE = 0.5
 MIN_SIMILARITY = 0.15
 MIN_QUERY_WORDS = 3  # the first lines of a file say too little to look for
 NEARBY_FILES = 32
@@ -32,6 +35,7 @@ class SimilarSource:
         self._on_cold = on_cold
         # The last ranking: typing within a word, or on a line whose words are all seen, asks the same question.
         self._last: tuple[tuple[str, frozenset[str], int], list[tuple[float, CodeChunk]]] | None = None
+        self._held: dict[str, list[CodeChunk]] = {}  # per open document: the passages its last prompt held
 
     def gather(self, cursor: Cursor, budget: Budget) -> list[Candidate]:
         rel, grammar = cursor.rel, cursor.grammar
@@ -46,6 +50,8 @@ class SimilarSource:
         else:
             ranked, complete = self._rank(rel, grammar, query, budget)
             self._last = (key, ranked) if complete else None
+        if cursor.tracked:
+            ranked = self._hold(cursor.query.uri, query, ranked)
         out: list[Candidate] = []
         used = 0
         for score, chunk in ranked:
@@ -56,6 +62,27 @@ class SimilarSource:
             snippet = Snippet(source=self.name, path=chunk.path, text=chunk.text, score=0.3 + 0.5 * score)
             out.append(Candidate(snippet, tokens, key=(self.name, chunk.path, chunk.start_row)))
         return out
+
+    def _hold(
+        self, uri: str, query: frozenset[str], ranked: list[tuple[float, CodeChunk]]
+    ) -> list[tuple[float, CodeChunk]]:
+        """The document's previous passages that still score well (and still read the same on disk), then the best
+        new ones."""
+        floor = max(MIN_SIMILARITY, HOLD_SHARE * ranked[0][0]) if ranked else MIN_SIMILARITY
+        picked: list[tuple[float, CodeChunk]] = []
+        for chunk in self._held.get(uri, []):
+            score = jaccard(query, chunk.words)
+            if score >= floor and chunk in (self._cache.cached(chunk.path) or ()):
+                picked.append((score, chunk))
+        for score, chunk in ranked:
+            if len(picked) >= MAX_PASSAGES:
+                break
+            if not overlaps(chunk, (p for _, p in picked)):
+                picked.append((score, chunk))
+        if len(self._held) > 64:  # documents long closed
+            self._held.clear()
+        self._held[uri] = [chunk for _, chunk in picked]
+        return picked
 
     def _rank(
         self, rel: str, grammar: str, query: frozenset[str], budget: Budget
