@@ -128,3 +128,29 @@ def test_prefix_window_start_moves_in_steps_so_the_kv_cache_survives_typing(tiny
         assert len(starts) <= 40 // PREFIX_GRID_LINES + 2  # instead of 40 different starts
     finally:
         backend.close()
+
+
+def test_log_likelihood_is_the_sum_of_next_token_log_probabilities(tiny_random_model: Path) -> None:
+    import math
+
+    from fimble.model.backend import CancelToken, GenerationParams
+    from fimble.model.llama_cpp_backend import LlamaCppBackend
+    from fimble.settings import Settings
+
+    backend = LlamaCppBackend(tiny_random_model, Settings(n_threads=1, n_ctx=512))
+    try:
+        prompt = backend.encode(["def add(a, b):\n    return"])
+        tail = backend.tokenize(" a + b\n")
+        whole = backend.log_likelihood(prompt, tail)
+        assert math.isfinite(whole) and whole < 0
+        # chain rule: scoring token by token, each after the ones before, adds up to the same number
+        parts = sum(backend.log_likelihood(prompt + tail[:i], tail[i : i + 1]) for i in range(len(tail)))
+        assert math.isclose(whole, parts, rel_tol=1e-3, abs_tol=1e-3)
+        # the greedy token is at least as likely as any other, and scoring leaves generation working
+        greedy = backend.generate(prompt, GenerationParams(max_tokens=1), CancelToken())
+        first = backend.tokenize(greedy.text)[:1] if greedy.text else []
+        if first:
+            assert backend.log_likelihood(prompt, first) >= backend.log_likelihood(prompt, tail[:1]) - 1e-6
+        assert backend.log_likelihood(prompt, []) == 0.0
+    finally:
+        backend.close()

@@ -55,9 +55,9 @@ def test_eval_on_three_tasks_with_the_tiny_model(tmp_path: Path, tiny_model: Pat
     assert report["model"]["name"] == "tiny-plain" and report["seed"] == 1 and report["limit"] == 3
     suites = [(r["suite"], r["context"]) for r in report["results"]]
     assert suites == [
-        ("humaneval-single", "scope,definitions,ring,git"),
-        ("humaneval-multi", "scope,definitions,ring,git"),
-        ("repo", "scope,definitions,ring,git"),
+        ("humaneval-single", "scope,definitions,similar,ring,git"),
+        ("humaneval-multi", "scope,definitions,similar,ring,git"),
+        ("repo", "scope,definitions,similar,ring,git"),
         ("repo", "none"),
     ]
     single = report["results"][0]
@@ -68,6 +68,12 @@ def test_eval_on_three_tasks_with_the_tiny_model(tmp_path: Path, tiny_model: Pat
     repo_on, repo_off = report["results"][2:]
     assert repo_on["summary"]["n"] == 1 and repo_on["tasks"][0]["target"] == "value = helper(y)"
     assert "edit_similarity" in repo_on["summary"]
+    # the true line's log-probability under each prompt (teacher forcing), and which prompt made it likelier
+    for suite in (repo_on, repo_off):
+        assert -1e4 < suite["tasks"][0]["target_logprob"] < 0
+        assert suite["summary"]["mean_target_logprob"] == round(suite["tasks"][0]["target_logprob"], 2)
+    assert sum(report["repo_context_vs_none"].values()) == 1
+    assert "context made the true line likelier on" in result.stdout
     assert list(repo_off["tasks"][0]["stats"]["prompt_parts"]) == ["cursor window"]
     # --keep-prompts: the exact prompt, where the cross-file definition shows up only with context on
     assert "def helper(x)" in repo_on["tasks"][0]["prompt"]

@@ -13,8 +13,11 @@ from pathlib import Path
 from fimble.completion.pipeline import Completion, CompletionRequest, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents.languages import language_from_path
-from fimble.model.backend import CancelToken, ModelInfo
+from fimble.model.backend import CancelToken, ModelBackend, ModelInfo
+from fimble.model.llama_cpp_backend import common_prefix
 from fimble.model.runtime import ModelRuntime
+from fimble.prompt.assemble import Prompt
+from fimble.prompt.formats import merge_text
 from fimble.settings import Settings
 
 # Seconds the context engine's background worker may take to re-read a file the harness rewrote.
@@ -81,6 +84,20 @@ class Engine:
         # No deadline, like `fimble complete`: quality should not depend on how loaded the machine is. The server's
         # time budget is a latency feature, measured by the latency benchmark instead.
         return self.runtime.run_sync(lambda backend: complete(backend, request, CancelToken()))
+
+    def score(self, prompt: Prompt, text: str) -> float | None:
+        """Log-probability of `text` typed at the end of `prompt` (None for engines that cannot score, such as
+        remote servers). The prompt and the text are tokenized together, as the model would read them."""
+
+        def run(backend: ModelBackend) -> float | None:
+            scorer = getattr(backend, "log_likelihood", None)
+            if scorer is None:
+                return None
+            joined = backend.encode(merge_text([*prompt.pieces, text]))
+            keep = common_prefix(prompt.ids, joined)
+            return float(scorer(joined[:keep], joined[keep:]))
+
+        return self.runtime.run_sync(run)
 
     def close(self) -> None:
         for engine in self._contexts.values():

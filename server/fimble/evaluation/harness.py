@@ -50,6 +50,8 @@ class SuiteResult:
         out["exact_match"] = _rate(t["exact_match"] for t in self.tasks)
         if self.suite == "repo":
             out["edit_similarity"] = rounded(mean([t["edit_similarity"] for t in self.tasks]), 3)
+            scored = [t["target_logprob"] for t in self.tasks if "target_logprob" in t]
+            out["mean_target_logprob"] = rounded(mean(scored), 2) if scored else None
         out["empty"] = sum(1 for t in self.tasks if not t["suggestion"])
         shown = [t["adds_syntax_error"] for t in self.tasks if t.get("adds_syntax_error") is not None]
         out["adds_syntax_error"] = _rate(shown) if shown else None
@@ -174,6 +176,7 @@ def run_repo(
 ) -> SuiteResult:
     out = SuiteResult("repo", _sources(settings))
     started = time.monotonic()
+    score = getattr(engine, "score", None)  # optional: engines that can score a line by teacher forcing
     workspaces: dict[str, repo_tasks.Workspace] = {}
     try:
         for i, task in enumerate(tasks, 1):
@@ -196,6 +199,10 @@ def run_repo(
                 "edit_similarity": round(edit_similarity(prediction, task.target), 4),
                 "stats": _stats(result),
             }
+            if score is not None:
+                lp = score(result.prompt, task.target + "\n")
+                if lp is not None:
+                    record["target_logprob"] = round(lp, 3)
             if keep_prompts:
                 record["prompt"] = result.prompt.text()
             out.tasks.append(record)
@@ -209,6 +216,19 @@ def run_repo(
             ws.close()
     out.seconds = time.monotonic() - started
     return out
+
+
+def compare_lines(with_context: SuiteResult, without: SuiteResult) -> dict[str, int] | None:
+    """On how many tasks context made the true line likelier, and less likely (teacher-forced log-probability)."""
+    before = {t["task_id"]: t["target_logprob"] for t in without.tasks if "target_logprob" in t}
+    pairs = [(t["target_logprob"], before[t["task_id"]]) for t in with_context.tasks if t["task_id"] in before]
+    if not pairs:
+        return None
+    return {
+        "likelier": sum(1 for a, b in pairs if a > b),
+        "less_likely": sum(1 for a, b in pairs if a < b),
+        "same": sum(1 for a, b in pairs if a == b),
+    }
 
 
 # -- the command ------------------------------------------------------------------------------------------------
@@ -228,7 +248,8 @@ def parse_suites(args: argparse.Namespace) -> list[str]:
 
 def format_table(results: list[SuiteResult]) -> str:
     header = (
-        "suite", "context", "n", "pass@1", "exact", "edit-sim", "empty", "syn-err", "prompt tok", "gen tok", "ms/task",
+        "suite", "context", "n", "pass@1", "exact", "edit-sim", "logprob", "empty", "syn-err", "prompt tok", "gen tok",
+        "ms/task",
     )  # fmt: skip
     rows = [header]
     for r in results:
@@ -236,7 +257,8 @@ def format_table(results: list[SuiteResult]) -> str:
         rows.append(
             (
                 r.suite, r.context, str(s["n"]), _fmt(s.get("pass_at_1")), _fmt(s.get("exact_match")),
-                _fmt(s.get("edit_similarity")), str(s["empty"]), _fmt(s.get("adds_syntax_error")),
+                _fmt(s.get("edit_similarity")), _fmt(s.get("mean_target_logprob"), 2), str(s["empty"]),
+                _fmt(s.get("adds_syntax_error")),
                 _fmt(s["mean_prompt_tokens"], 0),
                 _fmt(s["mean_generated_tokens"], 1), _fmt(s["mean_total_ms"], 0),
             )
@@ -299,6 +321,8 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     finally:
         engine.close()
 
+    repo_results = [r for r in results if r.suite == "repo"]
+    versus = compare_lines(repo_results[0], repo_results[1]) if len(repo_results) == 2 else None
     report = {
         "fimble_version": __version__,
         "model": {"name": engine.info.name, "path": engine.info.path, "format": engine.info.format.name},
@@ -313,8 +337,14 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         },
         "seconds": round(time.monotonic() - started, 1),
         "results": [r.to_json() for r in results],
+        "repo_context_vs_none": versus,
     }
     print(format_table(results))
+    if versus is not None:
+        print(
+            f"repo: context made the true line likelier on {versus['likelier']} tasks and less likely on "
+            f"{versus['less_likely']} (teacher-forced log-probability)"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)

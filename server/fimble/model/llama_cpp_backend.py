@@ -251,6 +251,26 @@ class LlamaCppBackend:
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         return 0
 
+    def log_likelihood(self, prompt: Sequence[int], continuation: Sequence[int]) -> float:
+        """Natural-log probability the model gives `continuation` right after `prompt` (teacher forcing): a finer
+        measure of what a prompt buys than whether greedy decoding happens to reproduce a line exactly."""
+        prompt, continuation = list(prompt), list(continuation)
+        if not prompt or len(prompt) + len(continuation) >= self.info.n_ctx:
+            raise ContextOverflowError("The prompt and continuation do not fit in the context window.")
+        llm = self._llm
+        reused = self._reuse_prefix(prompt)
+        rest = prompt[reused:]
+        for i in range(0, len(rest), max(1, llm.n_batch)):
+            llm.eval(rest[i : i + max(1, llm.n_batch)])
+        total = 0.0
+        for token in continuation:
+            pointer = self._llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+            top = logits.max()
+            total += float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+            llm.eval([token])
+        return total
+
     def warm(self, prompt: Sequence[int], cancel: CancelToken) -> int:
         """Evaluate a prompt without generating, so the next request finds it in the KV cache; returns the number
         of tokens evaluated. Stops between batches when cancelled (a real request arrived)."""
