@@ -20,6 +20,16 @@ from fimble.syntax.specs import LangSpec
 TokenCounter = Callable[[str], int]
 
 
+def lines_back(text: str, offset: int, lines: int) -> int:
+    """Where the text `lines` line breaks before `offset` starts (at that line break; 0 at the top of the file)."""
+    start = offset
+    for _ in range(lines):
+        start = text.rfind("\n", 0, start)
+        if start <= 0:
+            return 0
+    return start
+
+
 @dataclass(frozen=True)
 class ContextQuery:
     """What the pipeline knows about a request; the engine derives the rest (tree, grammar, workspace path)."""

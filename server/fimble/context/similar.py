@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fimble.context.base import lines_back
 from fimble.index.files import read_source
 
 CHUNK_LINES = 12  # also the number of lines before the cursor that make the query
@@ -64,12 +65,7 @@ def chunk_text(path: str, text: str, lines: int = CHUNK_LINES, stride: int = CHU
 def query_words(text: str, offset: int, lines: int = CHUNK_LINES) -> frozenset[str]:
     """Identifiers of the `lines` lines that end at the cursor (the line being typed included, less a word still
     being typed: the query then stays the same for every keystroke of a word)."""
-    start = offset
-    for _ in range(lines):
-        start = text.rfind("\n", 0, start)
-        if start <= 0:
-            start = 0
-            break
+    start = lines_back(text, offset, lines)
     end = offset
     while end > start and (text[end - 1].isalnum() or text[end - 1] in "_$"):
         end -= 1

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from fimble.context.base import Budget, Candidate, Cursor
+from fimble.context.base import Budget, Candidate, Cursor, lines_back
 from fimble.index.render import CONSTRUCTORS, class_members, render_file, render_symbol
 from fimble.index.symbols import Import, Symbol, extract_imports
 from fimble.index.workspace import WorkspaceIndex
@@ -94,12 +94,7 @@ def names_near_cursor(
 ) -> list[tuple[str, str | None, int]]:
     """(name, attribute or None, line distance) for identifiers around the cursor, nearest first, unique.
     `in_prose(start, end)` (string offsets) tells words in comments and strings, which are skipped."""
-    start = offset
-    for _ in range(LINES_BEFORE):
-        start = text.rfind("\n", 0, start)
-        if start <= 0:
-            start = 0
-            break
+    start = lines_back(text, offset, LINES_BEFORE)
     end = offset
     for _ in range(LINES_AFTER):
         nxt = text.find("\n", end + 1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fimble.context.base import Budget, Candidate, Cursor
+from fimble.context.base import Budget, Candidate, Cursor, lines_back
 from fimble.context.ring import Ring, line_set, set_similarity
 from fimble.prompt.assemble import Snippet
 
@@ -53,12 +53,7 @@ class RingSource:
 
 
 def _around(text: str, offset: int) -> str:
-    start = offset
-    for _ in range(_AROUND_CURSOR_LINES):
-        start = text.rfind("\n", 0, start)
-        if start <= 0:
-            start = 0
-            break
+    start = lines_back(text, offset, _AROUND_CURSOR_LINES)
     end = offset
     for _ in range(_AROUND_CURSOR_LINES // 2):
         nxt = text.find("\n", end + 1)
