@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,16 +175,12 @@ class LlamaCppBackend:
             )
         t0 = time.monotonic()
         reused = self._reuse_prefix(prompt)
-        rest = prompt[reused:]
-        batch = max(1, llm.n_batch)
-        for i in range(0, len(rest), batch):
-            if cancel.cancelled or cancel.expired():
-                # The cache now holds a valid prefix of this prompt; the next request reuses it.
-                return GenerationResult(
-                    "", "cancelled" if cancel.cancelled else "deadline", len(prompt), reused, 0,
-                    (time.monotonic() - t0) * 1000, 0.0,
-                )  # fmt: skip
-            llm.eval(rest[i : i + batch])
+        if not self._feed(prompt[reused:], llm.n_batch, lambda: cancel.cancelled or cancel.expired()):
+            # The cache now holds a valid prefix of this prompt; the next request reuses it.
+            return GenerationResult(
+                "", "cancelled" if cancel.cancelled else "deadline", len(prompt), reused, 0,
+                (time.monotonic() - t0) * 1000, 0.0,
+            )  # fmt: skip
         t1 = time.monotonic()
         stop_ids = self._stop_ids
         stop_texts = self._stop_texts + tuple(params.stop)
@@ -258,10 +254,7 @@ class LlamaCppBackend:
         if not prompt or len(prompt) + len(continuation) >= self.info.n_ctx:
             raise ContextOverflowError("The prompt and continuation do not fit in the context window.")
         llm = self._llm
-        reused = self._reuse_prefix(prompt)
-        rest = prompt[reused:]
-        for i in range(0, len(rest), max(1, llm.n_batch)):
-            llm.eval(rest[i : i + max(1, llm.n_batch)])
+        self._feed(prompt[self._reuse_prefix(prompt) :], llm.n_batch, lambda: False)
         total = 0.0
         for token in continuation:
             pointer = self._llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
@@ -277,17 +270,20 @@ class LlamaCppBackend:
         prompt = list(prompt)[: self.info.n_ctx - 1]
         if not prompt:
             return 0
-        reused = self._reuse_prefix(prompt)
-        rest = prompt[reused:]
+        before = self._reuse_prefix(prompt)
         # Small batches: a keystroke's request waits for at most one of them before it takes over the worker.
-        batch = max(1, min(self._llm.n_batch, 128))
-        evaluated = 0
-        for i in range(0, len(rest), batch):
-            if cancel.cancelled:
-                break
-            self._llm.eval(rest[i : i + batch])
-            evaluated += len(rest[i : i + batch])
-        return evaluated
+        self._feed(prompt[before:], min(self._llm.n_batch, 128), lambda: cancel.cancelled)
+        return self._llm.n_tokens - before
+
+    def _feed(self, tokens: Sequence[int], batch: int, stop: Callable[[], bool]) -> bool:
+        """Evaluate `tokens` after what the KV cache holds, `batch` at a time, checking `stop` before each batch;
+        False when it stopped early (the cache then holds a valid prefix)."""
+        batch = max(1, batch)
+        for i in range(0, len(tokens), batch):
+            if stop():
+                return False
+            self._llm.eval(list(tokens[i : i + batch]))
+        return True
 
     def close(self) -> None:
         llm: Any = getattr(self, "_llm", None)
