@@ -11,8 +11,9 @@ from fimble.completion.filters.base import FilterContext, Suggestion
 from fimble.syntax.languages import get_parser
 from fimble.syntax.reparse import reparse
 
-# Only a window around the cursor is parsed (about 50 lines each side): the check runs on every suggestion, and
-# tree-sitter's error recovery on half-typed code costs about a millisecond per 1,000 characters.
+# Only a window around the cursor is parsed (about 50 lines each side, reaching back to a line at column 0): the
+# check runs on every suggestion, and tree-sitter's error recovery on half-typed code costs about a millisecond per
+# 1,000 characters.
 _WINDOW_CHARS = 2000
 # The window's start moves in steps of this many characters, so between keystrokes the parsed text changes only
 # at the cursor and the last tree can be re-parsed incrementally.
@@ -89,12 +90,19 @@ def _window_start(prefix: str) -> str:
     if len(prefix) <= _WINDOW_CHARS:
         return prefix
     start = len(prefix) - _WINDOW_CHARS
-    window = prefix[start - start % _WINDOW_GRID :]
-    # start at a line that begins at column 0 so the parser does not see half a statement
-    for i, ch in enumerate(window):
-        if ch == "\n" and i + 1 < len(window) and window[i + 1] not in " \t\n":
-            return window[i + 1 :]
-    return window
+    start -= start % _WINDOW_GRID
+    # Back to the nearest line that starts at column 0, however far: parsed from inside an indented block or a
+    # docstring, the window is all errors, and then a perfectly good suggestion can look like it adds some.
+    while start > 0:
+        line = prefix.rfind("\n", 0, start) + 1
+        if prefix[line : line + 1] not in _NOT_A_STATEMENT_START:
+            return prefix[line:]
+        start = line - 1
+    return prefix
+
+
+# First characters of a line that cannot begin a top-level statement ("" is an empty line).
+_NOT_A_STATEMENT_START = frozenset({"", " ", "\t", "\r", "\n", ")", "]", "}"})
 
 
 def _cut_end(suffix_window: str) -> int:
