@@ -27,29 +27,50 @@ def stop_at_suffix_repeat(s: Suggestion, ctx: FilterContext) -> Suggestion | Non
 
 
 def drop_degenerate(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
-    """Drop text that is mostly one short pattern repeated; collapse a line repeated many times in a row."""
+    """Cut a looping model's text back to the whole lines before the loop (dropping it when nothing is left): one
+    short pattern repeated, a few patterns interleaved, or a line repeated three times (blank lines between or not)."""
     text = s.text
     if "\ufffd" in text:  # bytes that are not UTF-8: keep what came before them
         text = text[: text.index("\ufffd")]
-        s = s.with_text(text)
+    lines = _without_repeated_lines(text.split("\n"))
+    # The model usually writes something sensible and then falls into the loop: keep the part before it.
+    while lines and (_looping(lines[-1]) or _looping("\n".join(lines))):
+        lines.pop()
+    text = "\n".join(lines)
+    if not text.strip():
+        return None
+    return s if text == s.text else s.with_text(text)
+
+
+def _looping(text: str) -> bool:
     stripped = text.strip()
     for m in _DEGENERATE.finditer(text):
         # indentation is whitespace repeated, not a loop
         if m.group(1).strip() and (m.end() - m.start()) >= 0.6 * len(stripped) and len(stripped) >= 8:
-            return None
+            return True
     # A few patterns interleaved ("fovfovRJ2fovfov...") escape the regex; they have far fewer distinct trigrams
     # per character than code (measured: loops ~0.1, code 0.4-0.7).
-    if len(text) >= 48 and len({text[i : i + 3] for i in range(len(text) - 2)}) < 0.2 * len(text):
-        return None
-    lines = text.split("\n")
-    out: list[str] = []
+    return len(text) >= 48 and len({text[i : i + 3] for i in range(len(text) - 2)}) < 0.2 * len(text)
+
+
+def _without_repeated_lines(lines: list[str]) -> list[str]:
+    """The lines up to a line's third appearance in a row (blank lines between them do not break the row), with
+    the repeats and the blank lines after its first appearance left out."""
     run = 0
-    for line in lines:
-        if out and line.strip() and line == out[-1]:
+    last = -1  # index of the last non-blank line
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if last >= 0 and line == lines[last]:
             run += 1
             if run >= 2:  # the same line three times: the model is looping; keep its first occurrence
-                return s.with_text("\n".join(out[: len(out) - run + 1]))
+                first = last
+                while first > 0 and (not lines[first - 1].strip() or lines[first - 1] == line):
+                    first -= 1
+                while lines[first] != line:
+                    first += 1
+                return lines[: first + 1]
         else:
             run = 0
-        out.append(line)
-    return s
+        last = i
+    return lines
