@@ -44,10 +44,13 @@ def test_words_and_jaccard() -> None:
 
 def test_chunks_cover_the_file_in_overlapping_windows() -> None:
     text = "\n".join(f"line_{i} = value_{i}" for i in range(30))
-    chunks = chunk_text("f.py", text, lines=12, stride=4)
+    chunks = chunk_text("f.py", text, lines=12, stride=4, following=3)
     assert [c.start_row for c in chunks] == [0, 4, 8, 12, 16, 20]
     assert chunks[-1].text.endswith("line_29 = value_29")
-    assert all(c.text.count("\n") <= 11 for c in chunks)
+    # A window is matched on its own 12 lines and shown with the 3 after it: what came next is the useful part.
+    assert chunks[0].words == words("\n".join(f"line_{i} = value_{i}" for i in range(12)))
+    assert chunks[0].text.splitlines()[-1] == "line_14 = value_14"
+    assert all(c.text.count("\n") <= 14 for c in chunks)
     assert [c.start_row for c in chunk_text("short.py", "alpha = beta(gamma, delta)")] == [0]
     assert chunk_text("blank.py", "\n\n)\n]\n") == []  # nothing to match on
 

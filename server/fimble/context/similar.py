@@ -3,7 +3,9 @@
 Copilot's neighbouring-tab snippets, RepoCoder's sparse retrieval and Tabby's code search all rest on the same
 observation: a package repeats itself (the same call shapes, the same error handling, the same test set-up), and a
 model shown a similar passage from another file copies its shape. Files are cut into overlapping windows of lines;
-a window's similarity to the lines before the cursor is the Jaccard index of their sets of identifiers.
+a window's similarity to the lines before the cursor is the Jaccard index of their sets of identifiers. As in
+RepoCoder, a passage shows the lines that follow its window too: the window matched what the user has written, and
+what came next there is the part that says what to write next here.
 
 Pure functions plus one small cache of chunked files; which files to look at is the caller's business.
 """
@@ -23,6 +25,7 @@ from fimble.index.files import read_source
 
 CHUNK_LINES = 12  # also the number of lines before the cursor that make the query
 CHUNK_STRIDE = 4
+FOLLOWING_LINES = 6  # lines after a window shown with it (not matched on)
 MIN_CHUNK_WORDS = 4  # a window of blank lines and brackets matches everything a little
 CACHED_FILES = 512
 
@@ -33,8 +36,8 @@ _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 class CodeChunk:
     path: str  # workspace-relative
     start_row: int
-    text: str
-    words: frozenset[str]
+    text: str  # the window and the lines that follow it
+    words: frozenset[str]  # the window's identifiers
 
 
 def words(text: str) -> frozenset[str]:
@@ -48,15 +51,17 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return shared / (len(a) + len(b) - shared)
 
 
-def chunk_text(path: str, text: str, lines: int = CHUNK_LINES, stride: int = CHUNK_STRIDE) -> list[CodeChunk]:
-    """Overlapping windows of `lines` lines every `stride` lines (one window for a shorter file)."""
+def chunk_text(
+    path: str, text: str, lines: int = CHUNK_LINES, stride: int = CHUNK_STRIDE, following: int = FOLLOWING_LINES
+) -> list[CodeChunk]:
+    """Overlapping windows of `lines` lines every `stride` lines (one window for a shorter file), each shown with
+    the `following` lines after it."""
     rows = text.splitlines()
     out: list[CodeChunk] = []
     for start in range(0, max(1, len(rows) - lines + stride), stride):
-        body = "\n".join(rows[start : start + lines])
-        found = words(body)
+        found = words("\n".join(rows[start : start + lines]))
         if len(found) >= MIN_CHUNK_WORDS:
-            out.append(CodeChunk(path, start, body, found))
+            out.append(CodeChunk(path, start, "\n".join(rows[start : start + lines + following]), found))
         if start + lines >= len(rows):
             break
     return out
