@@ -81,12 +81,16 @@ def test_context_none_keeps_only_the_cursor_window(
     assert "pkg/geometry.py" not in prompt.text()
 
 
-def test_comment_rendering_and_budget_on_a_small_context(
+def test_prefix_only_prompt_shows_context_as_code_under_file_comments(
     plain_backend: ModelBackend, engine_ro: ContextEngine, repo_ro: Path
 ) -> None:
+    assert not plain_backend.info.format.uses_suffix
     prompt = build_prompt(plain_backend, request(repo_ro, engine_ro, "m = midpoint(a, b)\n"))
     text = prompt.text()
-    assert "# def midpoint(a: Point, b: Point) -> Point:" in text
+    # code a base model can copy from, each piece under a comment naming its file, then the current file's name
+    assert "# pkg/geometry.py\n" in text and "\ndef midpoint(a: Point, b: Point) -> Point:" in text
+    window = prompt.parts[-1].text
+    assert text.index("def midpoint(a: Point") < text.index(f"# {MAIN}\n") < text.index(window)
     assert len(prompt.ids) <= plain_backend.info.n_ctx - 16
 
 

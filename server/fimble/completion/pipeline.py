@@ -14,7 +14,7 @@ from fimble.context.tokens import label_parts, token_counter
 from fimble.context.window import cut_prefix, cut_suffix
 from fimble.errors import ContextOverflowError
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend, OnText
-from fimble.prompt.assemble import Prompt, Snippet, Window, assemble
+from fimble.prompt.assemble import Prompt, Snippet, Window, assemble, context_as_comments
 from fimble.settings import Settings
 
 # Room kept free in the context window besides the answer, for special tokens and tokenizer boundary effects.
@@ -92,7 +92,7 @@ def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
     window_ms = (time.monotonic() - t0) * 1000
     context = ContextResult()
     if engine is not None:
-        count = token_counter(backend, req.prefix, per_line=0.0 if fmt.multi_file else 1.0)
+        count = token_counter(backend, req.prefix, per_line=1.0 if context_as_comments(fmt) else 0.0)
         query = ContextQuery(
             text=req.text,
             offset=req.offset,

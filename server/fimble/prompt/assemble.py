@@ -75,6 +75,12 @@ def as_comment(text: str, language_id: str) -> str:
     return "".join(f"{mark} {line}".rstrip() + "\n" for line in text.splitlines())
 
 
+def context_as_comments(fmt: FimFormat) -> bool:
+    """Whether context snippets go into the prompt as comments (a FIM format without file separators); with file
+    separators, or for a prefix-only model, they go in as code."""
+    return not (fmt.multi_file and fmt.file is not None) and fmt.uses_suffix
+
+
 def assemble(
     backend: ModelBackend,
     fmt: FimFormat,
@@ -98,13 +104,23 @@ def assemble(
             parts.append(_part(backend, snip.source, rendered, f"{snip.path}\n{snip.text}"))
         if fmt.current_file:
             pieces += fmt.render(fmt.current_file, path=window.path)
-    elif snippets:
-        # No file separators: context becomes comments at the top of the prefix, which keeps it stable across
-        # keystrokes (the cursor part stays last).
+    elif snippets and context_as_comments(fmt):
+        # A FIM format without file separators: context becomes comments at the top of the prefix, so the prefix
+        # still reads as the one file the suffix continues.
         comment = "".join(as_comment(f"{snip.path}:\n{snip.text.rstrip()}", window.language_id) for snip in snippets)
         pieces.append(comment)
         for snip in snippets:
             parts.append(_part(backend, snip.source, [as_comment(snip.text, window.language_id)], snip.text))
+    elif snippets:
+        # A prefix-only model reads the prompt as one file, and copies names and call shapes from code far more
+        # readily than from comments (shown as comments, it went on writing comments); each piece of context is
+        # code under a comment naming its file, and a comment names the current file before the window.
+        mark = comment_prefix(window.language_id)
+        for snip in snippets:
+            block = f"{mark} {snip.path}\n{snip.text.rstrip()}\n\n"
+            pieces.append(block)
+            parts.append(_part(backend, snip.source, [block], snip.text))
+        pieces.append(f"{mark} {window.path}\n")
 
     cursor = fmt.render(fmt.fim, prefix=prefix, suffix=window.suffix, path=window.path)
     pieces += cursor
