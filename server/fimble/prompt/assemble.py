@@ -78,7 +78,7 @@ def as_comment(text: str, language_id: str) -> str:
 def context_as_comments(fmt: FimFormat) -> bool:
     """Whether context snippets go into the prompt as comments (a FIM format without file separators); with file
     separators, or for a prefix-only model, they go in as code."""
-    return not (fmt.multi_file and fmt.file is not None) and fmt.uses_suffix
+    return not fmt.multi_file and fmt.uses_suffix
 
 
 def assemble(

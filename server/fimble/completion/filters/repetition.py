@@ -57,20 +57,16 @@ def _without_repeated_lines(lines: list[str]) -> list[str]:
     """The lines up to a line's third appearance in a row (blank lines between them do not break the row), with
     the repeats and the blank lines after its first appearance left out."""
     run = 0
-    last = -1  # index of the last non-blank line
+    first = last = -1  # where the current row of equal lines began; the last non-blank line
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         if last >= 0 and line == lines[last]:
             run += 1
             if run >= 2:  # the same line three times: the model is looping; keep its first occurrence
-                first = last
-                while first > 0 and (not lines[first - 1].strip() or lines[first - 1] == line):
-                    first -= 1
-                while lines[first] != line:
-                    first += 1
                 return lines[: first + 1]
         else:
             run = 0
+            first = i
         last = i
     return lines
