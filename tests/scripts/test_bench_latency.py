@@ -89,6 +89,24 @@ def test_bench_replays_typing_and_compares_with_bare_llama(tmp_path: Path, tiny_
     assert report["requests"][0]["peer_cached_tokens"] == 7
 
 
+def test_region_ends_where_the_rest_of_the_file_still_parses() -> None:
+    source = (
+        "def first():\n"
+        "    pass\n\n\n"
+        "def second():\n"
+        '    """One line.\n\n'
+        "    More words in the docstring.\n"
+        '    """\n'
+        "    return 2\n"
+    )
+    start = start_offset(source, 2)
+    plain_end = region_end(source, start, 30)
+    assert source[:plain_end].endswith("One line.")  # without a grammar: the end of the line 30 characters reach
+    end = region_end(source, start, 30, "example.py")
+    # Not inside the docstring: cut there, the rest of the file would open a string where it closes one.
+    assert source[:end].endswith('    """') and source[end:] == "\n    return 2\n"
+
+
 def test_typist_types_accepts_and_fixes_mistakes() -> None:
     start = start_offset(SOURCE, 5)
     assert SOURCE[start:].startswith("result = []")

@@ -39,8 +39,10 @@ from pygls.lsp.client import LanguageClient
 
 from fimble import __version__
 from fimble.cli.main import _overrides, _setting_flags
+from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.settings import Settings
+from fimble.syntax.languages import get_parser
 
 # Targets from the keystroke-loop issue, relative to the cold bare-llama.cpp time of the same requests.
 TARGET_P50_RATIO = 0.3
@@ -151,11 +153,35 @@ def start_offset(text: str, line: int | None) -> int:
     return offset + len(lines[row]) - len(lines[row].lstrip(" \t"))
 
 
-def region_end(text: str, start: int, chars: int) -> int:
-    """End of the region to type: at least `chars` characters, extended to the end of that line."""
+def region_end(text: str, start: int, chars: int, path: str = "") -> int:
+    """End of the region to type: at least `chars` characters, extended to the end of a line where the rest of the
+    file still parses as well as the whole file does (so not inside a docstring or an open bracket), or else to the
+    end of the line `chars` reaches.
+
+    Someone typing code top to bottom never has the closing half of a docstring below the cursor without its
+    opening half above; a replay cut there would measure a file state no editor sees, and every suggestion's
+    syntax check would run against a suffix whose strings and code have swapped places."""
     end = min(len(text), start + chars)
     newline = text.find("\n", end)
-    return len(text) if newline == -1 else newline
+    first = len(text) if newline == -1 else newline
+    parser = get_parser(None, path) if path else None
+    if parser is None:
+        return first
+    whole = count_errors(parser.parse(text.encode("utf-8", "surrogatepass")).root_node)[0]
+    candidate = first
+    for _ in range(_REGION_SEARCH_LINES):
+        rest = (text[:start] + text[candidate:]).encode("utf-8", "surrogatepass")
+        if count_errors(parser.parse(rest).root_node)[0] <= whole:
+            return candidate
+        newline = text.find("\n", candidate + 1)
+        if newline == -1:
+            break
+        candidate = newline
+    return first
+
+
+# How many lines past `chars` the region may grow to reach a clean end.
+_REGION_SEARCH_LINES = 60
 
 
 # -- LSP plumbing -----------------------------------------------------------------------------------------------
@@ -312,7 +338,7 @@ async def run_session(
     file = Path(args.file).resolve()
     text = file.read_text(encoding="utf-8")
     start = start_offset(text, args.line)
-    end = region_end(text, start, max(200, args.limit * 3))
+    end = region_end(text, start, max(200, args.limit * 3), str(file))
     typist = Typist(
         before=text[:start],
         region=text[start:end],
