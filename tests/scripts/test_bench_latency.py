@@ -89,6 +89,12 @@ def test_bench_replays_typing_and_compares_with_bare_llama(tmp_path: Path, tiny_
     assert report["requests"][0]["peer_cached_tokens"] == 7
 
 
+def test_default_start_is_a_statement_not_a_docstring_line() -> None:
+    source = 'import os\n\n\ndef first():\n    """Words\n    more words\n    """\n    return os.sep\n'
+    assert source[start_offset(source, None) :].startswith("more words")  # without a grammar: any indented word
+    assert source[start_offset(source, None, "example.py") :].startswith("return os.sep")
+
+
 def test_region_ends_where_the_rest_of_the_file_still_parses() -> None:
     source = (
         "def first():\n"

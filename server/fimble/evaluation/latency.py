@@ -34,11 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tree_sitter
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from fimble import __version__
 from fimble.cli.main import _overrides, _setting_flags
+from fimble.completion.filters.base import indent_width
 from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.settings import Settings
@@ -132,25 +134,39 @@ def _first_word(text: str) -> str:
     return m.group(0) if m else ""
 
 
-def start_offset(text: str, line: int | None) -> int:
+def start_offset(text: str, line: int | None, path: str = "") -> int:
     """Cursor start: after the indentation of `line` (1-based), or of the first indented statement line at or after
-    40% of the file (the middle of real code, with context on both sides)."""
+    40% of the file (the middle of real code, with context on both sides), not inside a string or a comment where
+    the file's grammar can tell."""
     lines = text.split("\n")
     if line is not None:
         if not 1 <= line <= len(lines):
             raise ValueError(f"--line {line} is outside the file (1..{len(lines)}).")
         row = line - 1
     else:
+        parser = get_parser(None, path) if path else None
+        tree = parser.parse(text.encode("utf-8", "surrogatepass")) if parser else None
         row = next(
             (
                 r
                 for r in range(int(len(lines) * 0.4), len(lines))
-                if lines[r].startswith((" ", "\t")) and re.match(r"\s+[A-Za-z_]", lines[r])
+                if lines[r].startswith((" ", "\t"))
+                and re.match(r"\s+[A-Za-z_]", lines[r])
+                and not (tree and _in_string_or_comment(tree, r, indent_width(lines[r])))
             ),
             0,
         )
     offset = sum(len(x) + 1 for x in lines[:row])
     return offset + len(lines[row]) - len(lines[row].lstrip(" \t"))
+
+
+def _in_string_or_comment(tree: tree_sitter.Tree, row: int, column: int) -> bool:
+    node: tree_sitter.Node | None = tree.root_node.descendant_for_point_range((row, column), (row, column))
+    while node is not None:
+        if "string" in node.type or "comment" in node.type:
+            return True
+        node = node.parent
+    return False
 
 
 def region_end(text: str, start: int, chars: int, path: str = "") -> int:
@@ -337,7 +353,7 @@ async def run_session(
 ) -> Session:
     file = Path(args.file).resolve()
     text = file.read_text(encoding="utf-8")
-    start = start_offset(text, args.line)
+    start = start_offset(text, args.line, str(file))
     end = region_end(text, start, max(200, args.limit * 3), str(file))
     typist = Typist(
         before=text[:start],
