@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from fimble.errors import ContextOverflowError, ModelError
 from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend
+from fimble.model.prompt_states import MIN_SAVED_TOKENS, PromptStates, Snapshot, common_prefix
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.settings import Settings
 
@@ -132,3 +134,45 @@ async def test_requests_wait_for_a_load_in_progress(tiny_model: Path) -> None:
         assert await asyncio.wait_for(runtime.backend(), 5) is runtime.loaded
     finally:
         runtime.shutdown()
+
+
+def test_a_prompt_moved_away_from_is_restored_not_evaluated_again(tiny_random_model: Path) -> None:
+    """A context snippet joins the prompt and leaves again: the second time, the old prompt's KV cache comes back
+    from a snapshot, and what the model writes from it is what it wrote the first time."""
+    head = "def main():\n"
+    first = "    import os\n" * 40 + "    return "
+    second = "    import sys\n" * 40 + "    return "
+    params = GenerationParams(max_tokens=12)
+    with closing(LlamaCppBackend(tiny_random_model, Settings(n_threads=1, n_ctx=2048))) as backend:
+        a, b = backend.encode([head + first]), backend.encode([head + second])
+        shared = common_prefix(a, b)
+        assert len(a) - shared >= MIN_SAVED_TOKENS
+        fresh = backend.generate(a, params, CancelToken())
+        assert backend.generate(b, params, CancelToken()).reused_tokens == shared
+        again = backend.generate(a, params, CancelToken())
+        assert again.reused_tokens == len(a) - 1
+        assert again.text == fresh.text
+        # And back to the other one, from its own snapshot.
+        assert backend.generate(b, params, CancelToken()).reused_tokens == len(b) - 1
+    with closing(LlamaCppBackend(tiny_random_model, Settings(n_threads=1, n_ctx=2048, prompt_cache_mb=0))) as off:
+        off.generate(a, params, CancelToken())
+        off.generate(b, params, CancelToken())
+        assert off.generate(a, params, CancelToken()).reused_tokens == shared
+
+
+def test_prompt_states_keep_the_best_match_within_the_budget() -> None:
+    states = PromptStates(budget_bytes=300)
+    one = tuple(range(200))
+    two = (*range(50), *range(1000, 1200))
+    states.add(Snapshot(one, b"1" * 100))
+    states.add(Snapshot(two, b"2" * 100))
+    snapshot, shared = states.best([*range(150), 7])
+    assert snapshot is not None and snapshot.tokens == one and shared == 150
+    # A longer prompt that continues `one` makes it redundant: restoring the new one serves the same prompts.
+    states.add(Snapshot((*one, *range(5000, 5100)), b"3" * 100))
+    assert len(states) == 2 and states.best(list(one))[1] == 200
+    # Over the budget, the least recently used goes (here `two`), and a snapshot bigger than it is not kept at all.
+    states.add(Snapshot(tuple(range(7000, 7300)), b"4" * 150))
+    assert states.best(list(two))[1] == 50 and states.size_bytes <= 300  # only the head `two` shares with `one`
+    states.add(Snapshot(tuple(range(9000, 9400)), b"5" * 301))
+    assert states.best(list(range(9000, 9400)))[0] is None

@@ -45,6 +45,14 @@ class Settings:
         ),
     )
     n_batch: int = field(default=512, metadata=_doc("Prompt tokens evaluated per llama.cpp batch.", "FIMBLE_N_BATCH"))
+    prompt_cache_mb: int = field(
+        default=256,
+        metadata=_doc(
+            "Memory for snapshots of the model's KV cache, so a prompt the model moved away from (a context snippet "
+            "came and went, a file switch) is restored instead of evaluated again; 0 turns them off.",
+            "FIMBLE_PROMPT_CACHE_MB",
+        ),
+    )
     max_tokens: int = field(
         default=64, metadata=_doc("Most tokens generated for one inline suggestion.", "FIMBLE_MAX_TOKENS")
     )

@@ -14,7 +14,7 @@ from fimble.completion.pipeline import Completion, CompletionRequest, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents.languages import language_from_path
 from fimble.model.backend import CancelToken, ModelBackend, ModelInfo
-from fimble.model.llama_cpp_backend import common_prefix
+from fimble.model.prompt_states import common_prefix
 from fimble.model.runtime import ModelRuntime
 from fimble.prompt.assemble import Prompt
 from fimble.prompt.formats import merge_text

@@ -8,6 +8,7 @@ and between generated tokens, so a cancelled request stops within one token.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from fimble.model.backend import (
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
 from fimble.model.line_tokens import LineTokenMemo
+from fimble.model.prompt_states import MIN_SAVED_TOKENS, PromptStates, Snapshot, common_prefix
 from fimble.prompt.formats import Piece, select_format
 from fimble.settings import Settings
 
@@ -51,14 +53,6 @@ def gpu_offload_supported() -> bool:
         return bool(llama_cpp.llama_supports_gpu_offload())
     except Exception:
         return False
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class LlamaCppBackend:
@@ -119,6 +113,7 @@ class LlamaCppBackend:
             gpu_offload_supported=gpu_offload_supported(),
         )
         self._stop_ids, self._stop_texts = special_ids(self, fmt.stop)
+        self._states = PromptStates(settings.prompt_cache_mb * 1024 * 1024)
 
     # -- tokens ------------------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -237,7 +232,13 @@ class LlamaCppBackend:
     def _reuse_prefix(self, prompt: list[int]) -> int:
         """Trim the KV cache to the longest prefix shared with `prompt`; returns how many tokens are kept."""
         llm = self._llm
-        keep = common_prefix(self.cached_tokens, prompt)
+        cached = self.cached_tokens
+        keep = common_prefix(cached, prompt)
+        if len(cached) - keep >= MIN_SAVED_TOKENS:
+            self._save_state(cached)
+        snapshot, shared = self._states.best(prompt)
+        if snapshot is not None and shared - keep >= MIN_SAVED_TOKENS and self._restore_state(snapshot):
+            keep = shared
         if keep >= len(prompt):
             keep = len(prompt) - 1  # the last prompt token must be evaluated again to get fresh logits
         if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
@@ -246,6 +247,33 @@ class LlamaCppBackend:
         llm.reset()
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         return 0
+
+    def _save_state(self, tokens: Sequence[int]) -> None:
+        """Snapshot the KV cache's sequence before most of it is thrown away (see prompt_states)."""
+        if not self._states.budget_bytes:
+            return
+        lib, ctx = self._llama_cpp, self._llm._ctx.ctx
+        size = int(lib.llama_state_seq_get_size(ctx, 0))
+        if not 0 < size <= self._states.budget_bytes:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(lib.llama_state_seq_get_data(ctx, buffer, size, 0))
+        if 0 < written <= size:
+            self._states.add(Snapshot(tuple(tokens), bytes(memoryview(buffer)[:written])))
+
+    def _restore_state(self, snapshot: Snapshot) -> bool:
+        llm, lib = self._llm, self._llama_cpp
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        data = (ctypes.c_uint8 * len(snapshot.data)).from_buffer_copy(snapshot.data)
+        if int(lib.llama_state_seq_set_data(llm._ctx.ctx, data, len(snapshot.data), 0)) != len(snapshot.data):
+            # The cache is now empty; the caller's prefix would point at nothing.
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return False
+        n = len(snapshot.tokens)
+        llm.input_ids[:n] = snapshot.tokens
+        llm.n_tokens = n
+        return True
 
     def log_likelihood(self, prompt: Sequence[int], continuation: Sequence[int]) -> float:
         """Natural-log probability the model gives `continuation` right after `prompt` (teacher forcing): a finer
