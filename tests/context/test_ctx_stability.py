@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fimble.context.base import Candidate, ContextQuery
 from fimble.context.engine import SOURCE_ORDER, ContextEngine
-from fimble.context.stability import choose_stable, lend_previous
+from fimble.context.stability import choose_stable, lend_previous, pick_previous, remember
 from fimble.documents import DocumentStore
 from fimble.prompt.assemble import Snippet
 from tests.context.conftest import gather
@@ -86,3 +86,24 @@ def test_an_open_document_keeps_its_snippets_in_place_while_the_user_types(repo:
     second = snippets_at_end()
     assert [s.path for s in second] == ["pkg/units.py", "pkg/geometry.py"]
     engine.close()
+
+
+def test_after_an_undo_the_context_comes_back_in_its_earlier_order() -> None:
+    before = [cand("git", "g", 0.7), cand("similar", "s1", 0.5), cand("definitions", "d1", 0.5)]
+    history: list[list[Snippet]] = remember([], [c.snippet for c in before], 4)
+    # A wrong suggestion is accepted: the similar-code source finds another passage.
+    after = [cand("git", "g", 0.7), cand("similar", "s2", 0.5), cand("definitions", "d1", 0.5)]
+    chosen = choose_stable(pick_previous(history, after), after, 100, SOURCE_ORDER)
+    assert paths(chosen) == ["g", "d1", "s2"]
+    history = remember(history, [c.snippet for c in chosen], 4)
+    # Undone: the sources answer as before, and the prompt is the earlier one again, not g, d1, s1.
+    again = choose_stable(pick_previous(history, before), before, 100, SOURCE_ORDER)
+    assert paths(again) == ["g", "s1", "d1"]
+    assert len(remember(remember(history, [c.snippet for c in again], 4), [], 2)) == 2
+
+
+def test_the_newest_arrangement_wins_a_tie() -> None:
+    one = [cand("git", "g", 0.7).snippet, cand("similar", "s1", 0.5).snippet]
+    two = [cand("git", "g", 0.7).snippet, cand("similar", "s2", 0.5).snippet]
+    assert pick_previous([two, one], [cand("git", "g", 0.7)]) == two
+    assert pick_previous([], [cand("git", "g", 0.7)]) == []

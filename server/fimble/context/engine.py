@@ -22,7 +22,7 @@ from fimble.context.ring import CHUNK_LINES, Ring
 from fimble.context.similar import ChunkCache
 from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource, SimilarSource
 from fimble.context.sources.similar import NEARBY_FILES
-from fimble.context.stability import choose_stable, lend_previous
+from fimble.context.stability import choose_stable, lend_previous, pick_previous, remember
 from fimble.context.window import snap_window
 from fimble.context.worker import Worker
 from fimble.documents.document import Document, TextEdit
@@ -56,6 +56,8 @@ GIT_REFRESH_S = 1.0
 DOC_REINDEX_S = 1.5
 SAVE_AFTER_S = 15.0
 CO_CHANGE_REFRESH_S = 600.0
+# How many recent context arrangements per document a returning snippet may find its old place in.
+ARRANGEMENTS_REMEMBERED = 4
 
 Report = Callable[[str, int], None]  # (message, percentage)
 
@@ -97,8 +99,9 @@ class ContextEngine:
         self._rel_cache: dict[str, str] = {}
         self._setup_done = False
         self.last_build: BuildStats | None = None
-        # Per document: the snippets its last prompt held, and each source's last answer (see stability.py).
-        self._last_snippets: dict[str, list[Snippet]] = {}
+        # Per document: the snippets its last few prompts held, newest first, and each source's last answer (see
+        # stability.py).
+        self._arrangements: dict[str, list[list[Snippet]]] = {}
         self._last_found: dict[tuple[str, str], list[Candidate]] = {}
         self.sources: dict[str, Source] = {
             "scope": ScopeSource(),
@@ -468,14 +471,13 @@ class ContextEngine:
             if not got and name not in result.notes:
                 result.notes[name] = self._why_empty(name)
             candidates.extend(got)
-        kept = choose_stable(
-            self._last_snippets.get(query.uri, []) if stable else [], candidates, budget_tokens, SOURCE_ORDER
-        )
+        history = self._arrangements.get(query.uri, []) if stable else []
+        kept = choose_stable(pick_previous(history, candidates), candidates, budget_tokens, SOURCE_ORDER)
         if stable:
-            if len(self._last_snippets) > 64:  # documents long closed
-                self._last_snippets.clear()
+            if len(self._arrangements) > 64:  # documents long closed
+                self._arrangements.clear()
                 self._last_found.clear()
-            self._last_snippets[query.uri] = [c.snippet for c in kept]
+            self._arrangements[query.uri] = remember(history, [c.snippet for c in kept], ARRANGEMENTS_REMEMBERED)
         result.snippets = [c.snippet for c in kept]
         for cand in kept:
             result.tokens[cand.snippet.source] = result.tokens.get(cand.snippet.source, 0) + cand.tokens

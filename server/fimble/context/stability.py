@@ -52,6 +52,32 @@ def choose_stable(
     return kept + new
 
 
+def pick_previous(history: Sequence[Sequence[Snippet]], candidates: Sequence[Candidate]) -> Sequence[Snippet]:
+    """Of the recent prompts' context parts (newest first), the one whose longest run of snippets from the start is
+    still proposed now: the prompt that shares the most with it is the one the model may still hold (its KV cache,
+    or a snapshot of it). An undo, or a line typed and deleted, brings back the sources' earlier answers; keeping
+    only the newest arrangement would put a returning snippet last, where no earlier prompt had it."""
+    tokens = {identity(c.snippet): c.tokens for c in candidates}
+    best: Sequence[Snippet] = history[0] if history else []
+    best_run = -1
+    for arrangement in history:
+        run = 0
+        for snippet in arrangement:
+            n = tokens.get(identity(snippet))
+            if n is None:
+                break
+            run += n
+        if run > best_run:
+            best, best_run = arrangement, run
+    return best
+
+
+def remember(history: Sequence[Sequence[Snippet]], chosen: Sequence[Snippet], keep: int) -> list[list[Snippet]]:
+    """`history` with `chosen` first (once), at most `keep` arrangements long."""
+    chosen = list(chosen)
+    return [chosen, *(list(a) for a in history if list(a) != chosen)][:keep]
+
+
 def lend_previous(fresh: Sequence[Candidate], previous: Sequence[Candidate]) -> list[Candidate]:
     """A source's answer when it ran out of time: what it found now, plus what it found last time."""
     seen = {identity(c.snippet) for c in fresh}
