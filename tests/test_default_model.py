@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from fimble.model.backend import CancelToken, GenerationParams
+from fimble.model.llama_cpp_backend import LlamaCppBackend
+from fimble.model.resolve import default_model_path
+from fimble.settings import Settings
 from tests.test_cli import fimble
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,3 +29,23 @@ def test_fimble_complete_with_the_embedded_model() -> None:
     assert data["model"].lower().startswith("gemma 3")
     assert data["format"] == "prefix-only"
     assert data["suggestion"].strip(), data
+
+
+@pytest.mark.default_model
+def test_sliding_window_cache_goes_back_exactly() -> None:
+    """Gemma 3's sliding-window layers keep only recent positions. A prompt that shares an early prefix with the
+    last one continues from a checkpoint of those layers, one that flips back comes from a snapshot, and either
+    way the model writes what a fresh context writes for the same prompt."""
+    path = default_model_path()
+    text = (REPO / "server/fimble/model/llama_cpp_backend.py").read_text(encoding="utf-8")
+    params = GenerationParams(max_tokens=8)
+    with closing(LlamaCppBackend(path, Settings(n_threads=2))) as backend:
+        assert backend._n_swa > 0  # the point of this test
+        a = backend.tokenize(text)[:1200]
+        b = a[:300] + backend.tokenize(text[-2000:])[:400] + a[300:1000]
+        backend.generate(a, params, CancelToken())
+        from_checkpoint = backend.generate(b, params, CancelToken())
+        assert from_checkpoint.reused_tokens == 300
+        assert backend.generate(a, params, CancelToken()).reused_tokens == len(a) - 1  # from the snapshot
+    with closing(LlamaCppBackend(path, Settings(n_threads=2))) as fresh:
+        assert fresh.generate(b, params, CancelToken()).text == from_checkpoint.text

@@ -81,9 +81,11 @@ class LlamaCppBackend:
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=settings.n_gpu_layers,
-                # Sliding-window models (Gemma 3) only allow trimming the KV cache to a prefix with a full-size SWA
-                # cache; without it every request would re-evaluate the whole prompt.
-                swa_full=True,
+                # Sliding-window layers (Gemma 3) keep only the last window + batch of positions: decoding attends
+                # over fewer cells (8% faster per token than a full-size SWA cache on a laptop CPU). The cache can
+                # then be trimmed only back to where the window is still whole (see _min_keep); typing trims a few
+                # tokens, which is fine, and a prompt that diverges early is evaluated again either way.
+                swa_full=False,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -92,6 +94,11 @@ class LlamaCppBackend:
                 "The architecture may be unsupported by this llama-cpp-python build; try a newer one."
             ) from None
         self._n_vocab = int(self._llm.n_vocab())
+        self._n_swa = int(llama_cpp.llama_model_n_swa(self._llm.model))
+        # Sliding-window layers' state at points of the prompt, so the cache can go back further than the window
+        # it holds (as llama-server's context checkpoints do): (position, shortest prefix it serves, data).
+        self._checkpoints: list[tuple[int, int, bytes]] = []
+        self._checkpoint_every = max(1, min(self._n_swa, settings.n_batch))
         self._lines = LineTokenMemo(self._tokenize_text)
         self._vocab_index = {tok: i for i, tok in enumerate(header.tokens)} if header.tokens else {}
         fmt = select_format(header)
@@ -233,14 +240,18 @@ class LlamaCppBackend:
         """Trim the KV cache to the longest prefix shared with `prompt`; returns how many tokens are kept."""
         llm = self._llm
         cached = self.cached_tokens
-        keep = common_prefix(cached, prompt)
+        # The last prompt token is always evaluated again, for fresh logits.
+        keep = min(common_prefix(cached, prompt), len(prompt) - 1)
+        min_keep = self._min_keep()
         if len(cached) - keep >= MIN_SAVED_TOKENS:
-            self._save_state(cached)
+            self._save_state(cached, min_keep)
         snapshot, shared = self._states.best(prompt)
+        shared = min(shared, len(prompt) - 1)
         if snapshot is not None and shared - keep >= MIN_SAVED_TOKENS and self._restore_state(snapshot):
             keep = shared
-        if keep >= len(prompt):
-            keep = len(prompt) - 1  # the last prompt token must be evaluated again to get fresh logits
+        elif keep < min_keep and not (keep > 0 and self._restore_checkpoint(keep)):
+            keep = 0
+        self._checkpoints = [c for c in self._checkpoints if c[0] <= keep]
         if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             llm.n_tokens = keep
             return keep
@@ -248,7 +259,41 @@ class LlamaCppBackend:
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         return 0
 
-    def _save_state(self, tokens: Sequence[int]) -> None:
+    def _min_keep(self) -> int:
+        """The shortest prefix the KV cache can be trimmed to and still continue exactly: sliding-window layers
+        hold only recent positions, and the next token must see a whole window of them (0: any prefix)."""
+        if not self._n_swa:
+            return 0
+        memory = self._llama_cpp.llama_get_memory(self._llm._ctx.ctx)
+        oldest = int(self._llama_cpp.llama_memory_seq_pos_min(memory, 0))
+        return oldest + self._n_swa if oldest > 0 else 0
+
+    def _take_checkpoint(self, before: int) -> None:
+        """After a batch took the cache from `before` to its end: a checkpoint when it crossed a multiple of the
+        spacing, so a long prompt gets one every window while a keystroke's few tokens cost nothing."""
+        position, every = self._llm.n_tokens, self._checkpoint_every
+        if not self._n_swa or position // every == before // every:
+            return
+        lib, ctx, flags = self._llama_cpp, self._llm._ctx.ctx, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
+        size = int(lib.llama_state_seq_get_size_ext(ctx, 0, flags))
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(lib.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags))
+        if 0 < written <= size:
+            self._checkpoints.append((position, self._min_keep(), bytes(memoryview(buffer)[:written])))
+
+    def _restore_checkpoint(self, keep: int) -> bool:
+        """Bring back the sliding-window layers' state from a checkpoint that still holds a whole window before
+        `keep`; the other layers hold every position and need nothing."""
+        for position, min_keep, data in self._checkpoints:
+            if min_keep <= keep <= position:
+                lib, flags = self._llama_cpp, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
+                buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+                return int(lib.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)) == len(
+                    data
+                )
+        return False
+
+    def _save_state(self, tokens: Sequence[int], min_keep: int) -> None:
         """Snapshot the KV cache's sequence before most of it is thrown away (see prompt_states)."""
         if not self._states.budget_bytes:
             return
@@ -259,11 +304,12 @@ class LlamaCppBackend:
         buffer = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data(ctx, buffer, size, 0))
         if 0 < written <= size:
-            self._states.add(Snapshot(tuple(tokens), bytes(memoryview(buffer)[:written])))
+            self._states.add(Snapshot(tuple(tokens), bytes(memoryview(buffer)[:written]), min_keep))
 
     def _restore_state(self, snapshot: Snapshot) -> bool:
         llm, lib = self._llm, self._llama_cpp
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._checkpoints = []
         data = (ctypes.c_uint8 * len(snapshot.data)).from_buffer_copy(snapshot.data)
         if int(lib.llama_state_seq_set_data(llm._ctx.ctx, data, len(snapshot.data), 0)) != len(snapshot.data):
             # The cache is now empty; the caller's prefix would point at nothing.
@@ -310,7 +356,9 @@ class LlamaCppBackend:
         for i in range(0, len(tokens), batch):
             if stop():
                 return False
+            before = self._llm.n_tokens
             self._llm.eval(list(tokens[i : i + batch]))
+            self._take_checkpoint(before)
         return True
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class Snapshot:
     tokens: tuple[int, ...]
     data: bytes
+    min_keep: int = 0  # the shortest prefix it can be trimmed to (sliding-window layers hold only recent positions)
 
 
 class PromptStates:
@@ -49,12 +50,13 @@ class PromptStates:
         return sum(len(s.data) for s in self._entries)
 
     def best(self, prompt: Sequence[int]) -> tuple[Snapshot | None, int]:
-        """The snapshot sharing the longest prefix with `prompt`, and that length (marked as recently used)."""
+        """The snapshot sharing the longest usable prefix with `prompt`, and that length (marked as recently
+        used)."""
         best: Snapshot | None = None
         shared = 0
         for snapshot in self._entries:
             n = common_prefix(snapshot.tokens, prompt)
-            if n > shared:
+            if n > shared and n >= snapshot.min_keep:
                 best, shared = snapshot, n
         if best is not None:
             self._entries.remove(best)
