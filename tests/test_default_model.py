@@ -43,9 +43,16 @@ def test_sliding_window_cache_goes_back_exactly() -> None:
         assert backend._n_swa > 0  # the point of this test
         a = backend.tokenize(text)[:1200]
         b = a[:300] + backend.tokenize(text[-2000:])[:400] + a[300:1000]
+        other = backend.tokenize("# another file\n" + text[-4000:])[:700]
+        c = a[:300] + other[:200] + a[300:900]
         backend.generate(a, params, CancelToken())
         from_checkpoint = backend.generate(b, params, CancelToken())
         assert from_checkpoint.reused_tokens == 300
         assert backend.generate(a, params, CancelToken()).reused_tokens == len(a) - 1  # from the snapshot
-    with closing(LlamaCppBackend(path, Settings(n_threads=2))) as fresh:
-        assert fresh.generate(b, params, CancelToken()).text == from_checkpoint.text
+        backend.generate(other, params, CancelToken())
+        # Back to the start of `a`: its snapshot, taken back to token 300 by a checkpoint kept with it.
+        from_snapshot_checkpoint = backend.generate(c, params, CancelToken())
+        assert from_snapshot_checkpoint.reused_tokens == 300
+    for prompt, result in ((b, from_checkpoint), (c, from_snapshot_checkpoint)):
+        with closing(LlamaCppBackend(path, Settings(n_threads=2))) as fresh:
+            assert fresh.generate(prompt, params, CancelToken()).text == result.text

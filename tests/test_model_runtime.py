@@ -13,7 +13,7 @@ import pytest
 from fimble.errors import ContextOverflowError, ModelError
 from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend
-from fimble.model.prompt_states import MIN_SAVED_TOKENS, PromptStates, Snapshot, common_prefix
+from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.settings import Settings
 
@@ -176,3 +176,14 @@ def test_prompt_states_keep_the_best_match_within_the_budget() -> None:
     assert states.best(list(two))[1] == 50 and states.size_bytes <= 300  # only the head `two` shares with `one`
     states.add(Snapshot(tuple(range(9000, 9400)), b"5" * 301))
     assert states.best(list(range(9000, 9400)))[0] is None
+
+
+def test_a_snapshot_offers_only_a_prefix_its_window_or_checkpoints_can_go_back_to() -> None:
+    checkpoint = Checkpoint(position=512, min_keep=0, data=b"c" * 10)
+    states = PromptStates(budget_bytes=1000)
+    states.add(Snapshot(tuple(range(1500)), b"s" * 100, min_keep=1000))
+    assert states.best([*range(1200), -1]) == (states.best(list(range(1500)))[0], 1200)
+    assert states.best([*range(300), -1]) == (None, 0)  # its window no longer reaches back to token 300
+    states.add(Snapshot(tuple(range(1500)), b"s" * 100, min_keep=1000, checkpoints=(checkpoint,)))
+    snapshot, shared = states.best([*range(300), -1])
+    assert snapshot is not None and shared == 300 and snapshot.size_bytes == 110

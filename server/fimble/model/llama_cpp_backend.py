@@ -31,7 +31,7 @@ from fimble.model.backend import (
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
 from fimble.model.line_tokens import LineTokenMemo
-from fimble.model.prompt_states import MIN_SAVED_TOKENS, PromptStates, Snapshot, common_prefix
+from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix
 from fimble.prompt.formats import Piece, select_format
 from fimble.settings import Settings
 
@@ -96,8 +96,8 @@ class LlamaCppBackend:
         self._n_vocab = int(self._llm.n_vocab())
         self._n_swa = int(llama_cpp.llama_model_n_swa(self._llm.model))
         # Sliding-window layers' state at points of the prompt, so the cache can go back further than the window
-        # it holds (as llama-server's context checkpoints do): (position, shortest prefix it serves, data).
-        self._checkpoints: list[tuple[int, int, bytes]] = []
+        # it holds (as llama-server's context checkpoints do).
+        self._checkpoints: list[Checkpoint] = []
         self._checkpoint_every = max(1, min(self._n_swa, settings.n_batch))
         self._lines = LineTokenMemo(self._tokenize_text)
         self._vocab_index = {tok: i for i, tok in enumerate(header.tokens)} if header.tokens else {}
@@ -249,9 +249,11 @@ class LlamaCppBackend:
         shared = min(shared, len(prompt) - 1)
         if snapshot is not None and shared - keep >= MIN_SAVED_TOKENS and self._restore_state(snapshot):
             keep = shared
+            if keep < snapshot.min_keep and not self._restore_checkpoint(keep):
+                keep = 0  # not expected: best() only offers a snapshot that can go back this far
         elif keep < min_keep and not (keep > 0 and self._restore_checkpoint(keep)):
             keep = 0
-        self._checkpoints = [c for c in self._checkpoints if c[0] <= keep]
+        self._checkpoints = [c for c in self._checkpoints if c.position <= keep]
         if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             llm.n_tokens = keep
             return keep
@@ -279,14 +281,14 @@ class LlamaCppBackend:
         buffer = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags))
         if 0 < written <= size:
-            self._checkpoints.append((position, self._min_keep(), bytes(memoryview(buffer)[:written])))
+            self._checkpoints.append(Checkpoint(position, self._min_keep(), bytes(memoryview(buffer)[:written])))
 
     def _restore_checkpoint(self, keep: int) -> bool:
         """Bring back the sliding-window layers' state from a checkpoint that still holds a whole window before
         `keep`; the other layers hold every position and need nothing."""
-        for position, min_keep, data in self._checkpoints:
-            if min_keep <= keep <= position:
-                lib, flags = self._llama_cpp, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
+        for checkpoint in self._checkpoints:
+            if checkpoint.serves(keep):
+                lib, flags, data = self._llama_cpp, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY, checkpoint.data
                 buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
                 return int(lib.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)) == len(
                     data
@@ -304,12 +306,13 @@ class LlamaCppBackend:
         buffer = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data(ctx, buffer, size, 0))
         if 0 < written <= size:
-            self._states.add(Snapshot(tuple(tokens), bytes(memoryview(buffer)[:written]), min_keep))
+            snapshot = Snapshot(tuple(tokens), bytes(memoryview(buffer)[:written]), min_keep, tuple(self._checkpoints))
+            self._states.add(snapshot)
 
     def _restore_state(self, snapshot: Snapshot) -> bool:
         llm, lib = self._llm, self._llama_cpp
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        self._checkpoints = []
+        self._checkpoints = list(snapshot.checkpoints)
         data = (ctypes.c_uint8 * len(snapshot.data)).from_buffer_copy(snapshot.data)
         if int(lib.llama_state_seq_set_data(llm._ctx.ctx, data, len(snapshot.data), 0)) != len(snapshot.data):
             # The cache is now empty; the caller's prefix would point at nothing.

@@ -29,10 +29,31 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """The sliding-window layers' state when the cache ended at `position`: it can take the cache back to any
+    prefix from `min_keep` to `position` (the other layers hold every position)."""
+
+    position: int
+    min_keep: int
+    data: bytes
+
+    def serves(self, keep: int) -> bool:
+        return self.min_keep <= keep <= self.position
+
+
+@dataclass(frozen=True)
 class Snapshot:
     tokens: tuple[int, ...]
     data: bytes
     min_keep: int = 0  # the shortest prefix it can be trimmed to (sliding-window layers hold only recent positions)
+    checkpoints: tuple[Checkpoint, ...] = ()  # those taken while its prompt was fed: they go back further
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data) + sum(len(c.data) for c in self.checkpoints)
+
+    def usable(self, shared: int) -> bool:
+        return shared >= self.min_keep or any(c.serves(shared) for c in self.checkpoints)
 
 
 class PromptStates:
@@ -47,7 +68,7 @@ class PromptStates:
 
     @property
     def size_bytes(self) -> int:
-        return sum(len(s.data) for s in self._entries)
+        return sum(s.size_bytes for s in self._entries)
 
     def best(self, prompt: Sequence[int]) -> tuple[Snapshot | None, int]:
         """The snapshot sharing the longest usable prefix with `prompt`, and that length (marked as recently
@@ -56,7 +77,7 @@ class PromptStates:
         shared = 0
         for snapshot in self._entries:
             n = common_prefix(snapshot.tokens, prompt)
-            if n > shared and n >= snapshot.min_keep:
+            if n > shared and snapshot.usable(n):
                 best, shared = snapshot, n
         if best is not None:
             self._entries.remove(best)
@@ -66,7 +87,7 @@ class PromptStates:
     def add(self, snapshot: Snapshot) -> None:
         """Keep `snapshot`, dropping those it makes redundant (it serves every prompt they would, to within
         MIN_SAVED_TOKENS) and then the least recently used until the rest fit the budget."""
-        if len(snapshot.data) > self.budget_bytes:
+        if snapshot.size_bytes > self.budget_bytes:
             return
         self._entries = [
             old
