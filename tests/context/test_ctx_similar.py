@@ -219,4 +219,6 @@ def test_an_open_document_holds_its_passages_while_they_still_fit(tmp_path: Path
     assert ask("a b c d g h", tracked=False) == ["c1.py", "c2.py", "c4.py"]  # a one-off request gets the best
     # once it scores less than half of the best new passage, a held passage gives way
     assert ask("a b g h i j", tracked=True) == ["c1.py", "c2.py", "c4.py"]
+    # Undone: the earlier question gets its earlier answer, not c4 held over from the last one.
+    assert ask("a b c d g h", tracked=True) == ["c1.py", "c2.py", "c3.py"]
     engine.close()

@@ -6,6 +6,7 @@ per task with three such passages in the prompt, on top of the definitions sourc
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from fimble.context.base import Budget, Candidate, Cursor
@@ -17,6 +18,8 @@ MAX_PASSAGES = 3
 # one: a passage that comes and goes makes the model evaluate the whole cursor window after it again.
 HOLD_SHARE = 0.5
 MIN_SIMILARITY = 0.15
+# Recent questions whose answers are kept (all documents together).
+ANSWERS_REMEMBERED = 16
 MIN_QUERY_WORDS = 3  # the first lines of a file say too little to look for
 NEARBY_FILES = 32
 
@@ -36,6 +39,9 @@ class SimilarSource:
         # The last ranking: typing within a word, or on a line whose words are all seen, asks the same question.
         self._last: tuple[tuple[str, frozenset[str], int], list[tuple[float, CodeChunk]]] | None = None
         self._held: dict[str, list[CodeChunk]] = {}  # per open document: the passages its last prompt held
+        # What recent questions got, per document: an undo, or a line typed and deleted, asks one of them again,
+        # and the same answer lets the prompt be one the model has seen (its KV cache is still there to restore).
+        self._answered: OrderedDict[tuple[str, frozenset[str], int], list[CodeChunk]] = OrderedDict()
 
     def gather(self, cursor: Cursor, budget: Budget) -> list[Candidate]:
         rel, grammar = cursor.rel, cursor.grammar
@@ -69,20 +75,33 @@ class SimilarSource:
         """The document's previous passages that still score well (and still read the same on disk), then the best
         new ones."""
         floor = max(MIN_SIMILARITY, HOLD_SHARE * ranked[0][0]) if ranked else MIN_SIMILARITY
-        picked: list[tuple[float, CodeChunk]] = []
-        for chunk in self._held.get(uri, []):
-            score = jaccard(query, chunk.words)
-            if score >= floor and chunk in (self._cache.cached(chunk.path) or ()):
-                picked.append((score, chunk))
-        for score, chunk in ranked:
-            if len(picked) >= MAX_PASSAGES:
-                break
-            if not overlaps(chunk, (p for _, p in picked)):
-                picked.append((score, chunk))
+        # Keyed by the cache's version too: once more files are read, the same question may have a better answer.
+        question = (uri, query, self._cache.version)
+        answered = self._answered.get(question)
+        if answered is not None and all(self._still_reads_so(chunk) for chunk in answered):
+            picked = [(jaccard(query, chunk.words), chunk) for chunk in answered]
+        else:
+            picked = [
+                (score, chunk)
+                for chunk in self._held.get(uri, [])
+                if (score := jaccard(query, chunk.words)) >= floor and self._still_reads_so(chunk)
+            ]
+            for score, chunk in ranked:
+                if len(picked) >= MAX_PASSAGES:
+                    break
+                if not overlaps(chunk, (p for _, p in picked)):
+                    picked.append((score, chunk))
         if len(self._held) > 64:  # documents long closed
             self._held.clear()
         self._held[uri] = [chunk for _, chunk in picked]
+        self._answered[question] = self._held[uri]
+        self._answered.move_to_end(question)
+        while len(self._answered) > ANSWERS_REMEMBERED:
+            self._answered.popitem(last=False)
         return picked
+
+    def _still_reads_so(self, chunk: CodeChunk) -> bool:
+        return chunk in (self._cache.cached(chunk.path) or ())
 
     def _rank(
         self, rel: str, grammar: str, query: frozenset[str], budget: Budget
