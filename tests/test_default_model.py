@@ -32,27 +32,27 @@ def test_fimble_complete_with_the_embedded_model() -> None:
 
 
 @pytest.mark.default_model
-def test_sliding_window_cache_goes_back_exactly() -> None:
-    """Gemma 3's sliding-window layers keep only recent positions. A prompt that shares an early prefix with the
-    last one continues from a checkpoint of those layers, one that flips back comes from a snapshot, and either
-    way the model writes what a fresh context writes for the same prompt."""
+def test_sliding_window_cache_goes_back_through_checkpoints() -> None:
+    """Gemma 3's sliding-window layers keep only their recent positions, and a saved state holds only its last
+    window. A prompt that parts from the last one early continues from a checkpoint of those layers; one that comes
+    back after another prompt is restored from a snapshot and its checkpoint near the end; and the model writes
+    what a fresh context writes for the same prompt."""
     path = default_model_path()
     text = (REPO / "server/fimble/model/llama_cpp_backend.py").read_text(encoding="utf-8")
     params = GenerationParams(max_tokens=8)
     with closing(LlamaCppBackend(path, Settings(n_threads=2))) as backend:
-        assert backend._n_swa > 0  # the point of this test
+        assert backend._n_swa == 512  # the point of this test
         a = backend.tokenize(text)[:1200]
-        b = a[:300] + backend.tokenize(text[-2000:])[:400] + a[300:1000]
+        b = a[:600] + backend.tokenize(text[-2000:])[:300] + a[600:1000]
         other = backend.tokenize("# another file\n" + text[-4000:])[:700]
-        c = a[:300] + other[:200] + a[300:900]
+        c = a[:-2] + backend.tokenize(" x = 1\n")
         backend.generate(a, params, CancelToken())
         from_checkpoint = backend.generate(b, params, CancelToken())
-        assert from_checkpoint.reused_tokens == 300
-        assert backend.generate(a, params, CancelToken()).reused_tokens == len(a) - 1  # from the snapshot
+        assert from_checkpoint.reused_tokens == 512  # the checkpoint one window in
         backend.generate(other, params, CancelToken())
-        # Back to the start of `a`: its snapshot, taken back to token 300 by a checkpoint kept with it.
-        from_snapshot_checkpoint = backend.generate(c, params, CancelToken())
-        assert from_snapshot_checkpoint.reused_tokens == 300
-    for prompt, result in ((b, from_checkpoint), (c, from_snapshot_checkpoint)):
+        # `a` again with its last tokens changed: the snapshot of `a`, back to its checkpoint 16 tokens before the end.
+        from_snapshot = backend.generate(c, params, CancelToken())
+        assert from_snapshot.reused_tokens == len(a) - 16
+    for prompt, result in ((b, from_checkpoint), (c, from_snapshot)):
         with closing(LlamaCppBackend(path, Settings(n_threads=2))) as fresh:
             assert fresh.generate(prompt, params, CancelToken()).text == result.text

@@ -13,7 +13,7 @@ import pytest
 from fimble.errors import ContextOverflowError, ModelError
 from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend
-from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix
+from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix, reach
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.settings import Settings
 
@@ -166,24 +166,27 @@ def test_prompt_states_keep_the_best_match_within_the_budget() -> None:
     two = (*range(50), *range(1000, 1200))
     states.add(Snapshot(one, b"1" * 100))
     states.add(Snapshot(two, b"2" * 100))
-    snapshot, shared = states.best([*range(150), 7])
+    snapshot, shared = states.best([*range(150), 7], 1000)
     assert snapshot is not None and snapshot.tokens == one and shared == 150
+    assert states.best([*range(150), 7], 100)[1] == 100  # never more than the caller can keep
     # A longer prompt that continues `one` makes it redundant: restoring the new one serves the same prompts.
     states.add(Snapshot((*one, *range(5000, 5100)), b"3" * 100))
-    assert len(states) == 2 and states.best(list(one))[1] == 200
+    assert len(states) == 2 and states.best(list(one), 1000)[1] == 200
     # Over the budget, the least recently used goes (here `two`), and a snapshot bigger than it is not kept at all.
     states.add(Snapshot(tuple(range(7000, 7300)), b"4" * 150))
-    assert states.best(list(two))[1] == 50 and states.size_bytes <= 300  # only the head `two` shares with `one`
+    assert states.best(list(two), 1000)[1] == 50 and states.size_bytes <= 300  # only the head `two` shares with `one`
     states.add(Snapshot(tuple(range(9000, 9400)), b"5" * 301))
-    assert states.best(list(range(9000, 9400)))[0] is None
+    assert states.best(list(range(9000, 9400)), 1000)[0] is None
 
 
-def test_a_snapshot_offers_only_a_prefix_its_window_or_checkpoints_can_go_back_to() -> None:
-    checkpoint = Checkpoint(position=512, min_keep=0, data=b"c" * 10)
+def test_a_sliding_window_snapshot_goes_back_only_to_its_checkpoints() -> None:
+    """Saved sliding-window layers hold only their last window: a restored snapshot continues at its end, or
+    from a checkpoint at or before the shared part, re-evaluating from there."""
+    checkpoints = (Checkpoint(512, b"c" * 10), Checkpoint(1484, b"d" * 10))
     states = PromptStates(budget_bytes=1000)
-    states.add(Snapshot(tuple(range(1500)), b"s" * 100, min_keep=1000))
-    assert states.best([*range(1200), -1]) == (states.best(list(range(1500)))[0], 1200)
-    assert states.best([*range(300), -1]) == (None, 0)  # its window no longer reaches back to token 300
-    states.add(Snapshot(tuple(range(1500)), b"s" * 100, min_keep=1000, checkpoints=(checkpoint,)))
-    snapshot, shared = states.best([*range(300), -1])
-    assert snapshot is not None and shared == 300 and snapshot.size_bytes == 110
+    states.add(Snapshot(tuple(range(1500)), b"s" * 100, min_keep=1500, checkpoints=checkpoints))
+    assert states.best([*range(1490), -1], 2000)[1] == 1484
+    assert states.best([*range(1000), -1], 2000)[1] == 512
+    assert states.best([*range(300), -1], 2000) == (None, 0)
+    assert states.best([*range(1500), 7], 2000)[1] == 1500  # the whole snapshot: it continues at its end
+    assert reach(checkpoints, 1483) == checkpoints[0] and reach(checkpoints, 100) is None

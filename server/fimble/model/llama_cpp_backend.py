@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,11 +32,14 @@ from fimble.model.backend import (
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
 from fimble.model.line_tokens import LineTokenMemo
-from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix
+from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix, reach
 from fimble.prompt.formats import Piece, select_format
 from fimble.settings import Settings
 
 MAX_AUTO_CTX = 32768
+# With sliding-window layers, a long feed leaves a checkpoint this many tokens before its end: the next prompts
+# part from it there (the word being typed is tokenized anew), and going back to it re-evaluates only these.
+CHECKPOINT_BEFORE_END = 16
 
 
 def default_threads() -> int:
@@ -98,7 +102,6 @@ class LlamaCppBackend:
         # Sliding-window layers' state at points of the prompt, so the cache can go back further than the window
         # it holds (as llama-server's context checkpoints do).
         self._checkpoints: list[Checkpoint] = []
-        self._checkpoint_every = max(1, min(self._n_swa, settings.n_batch))
         self._lines = LineTokenMemo(self._tokenize_text)
         self._vocab_index = {tok: i for i, tok in enumerate(header.tokens)} if header.tokens else {}
         fmt = select_format(header)
@@ -237,21 +240,27 @@ class LlamaCppBackend:
         return int(llm.sample(temp=params.temperature, top_k=params.top_k, top_p=params.top_p, repeat_penalty=1.0))
 
     def _reuse_prefix(self, prompt: list[int]) -> int:
-        """Trim the KV cache to the longest prefix shared with `prompt`; returns how many tokens are kept."""
+        """Trim the KV cache to the longest prefix shared with `prompt` that it can continue exactly (from the live
+        cache, a checkpoint or a snapshot); returns how many tokens are kept."""
         llm = self._llm
         cached = self.cached_tokens
         # The last prompt token is always evaluated again, for fresh logits.
-        keep = min(common_prefix(cached, prompt), len(prompt) - 1)
-        min_keep = self._min_keep()
-        if len(cached) - keep >= MIN_SAVED_TOKENS:
-            self._save_state(cached, min_keep)
-        snapshot, shared = self._states.best(prompt)
-        shared = min(shared, len(prompt) - 1)
-        if snapshot is not None and shared - keep >= MIN_SAVED_TOKENS and self._restore_state(snapshot):
-            keep = shared
-            if keep < snapshot.min_keep and not self._restore_checkpoint(keep):
-                keep = 0  # not expected: best() only offers a snapshot that can go back this far
-        elif keep < min_keep and not (keep > 0 and self._restore_checkpoint(keep)):
+        shared = min(common_prefix(cached, prompt), len(prompt) - 1)
+        if len(cached) - shared >= MIN_SAVED_TOKENS:
+            self._save_state(cached)
+        checkpoint: Checkpoint | None = None
+        keep = shared
+        if shared < self._min_keep():
+            checkpoint = reach(self._checkpoints, shared)
+            keep = checkpoint.position if checkpoint is not None else 0
+        snapshot, restorable = self._states.best(prompt, len(prompt) - 1)
+        if snapshot is not None and restorable - keep >= MIN_SAVED_TOKENS:
+            if self._restore_state(snapshot):
+                keep = restorable
+                checkpoint = None if keep >= snapshot.min_keep else reach(self._checkpoints, keep)
+            else:  # the cache is empty now
+                keep, checkpoint = 0, None
+        if checkpoint is not None and not self._restore_checkpoint(checkpoint):
             keep = 0
         self._checkpoints = [c for c in self._checkpoints if c.position <= keep]
         if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
@@ -259,43 +268,33 @@ class LlamaCppBackend:
             return keep
         llm.reset()
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._checkpoints = []
         return 0
 
     def _min_keep(self) -> int:
-        """The shortest prefix the KV cache can be trimmed to and still continue exactly: sliding-window layers
-        hold only recent positions, and the next token must see a whole window of them (0: any prefix)."""
+        """The shortest prefix the live KV cache can be trimmed to and still continue exactly: sliding-window
+        layers hold only recent positions, and the next token must see a whole window of them (0: any prefix)."""
         if not self._n_swa:
             return 0
         memory = self._llama_cpp.llama_get_memory(self._llm._ctx.ctx)
         oldest = int(self._llama_cpp.llama_memory_seq_pos_min(memory, 0))
         return oldest + self._n_swa if oldest > 0 else 0
 
-    def _take_checkpoint(self, before: int) -> None:
-        """After a batch took the cache from `before` to its end: a checkpoint when it crossed a multiple of the
-        spacing, so a long prompt gets one every window while a keystroke's few tokens cost nothing."""
-        position, every = self._llm.n_tokens, self._checkpoint_every
-        if not self._n_swa or position // every == before // every:
-            return
+    def _take_checkpoint(self) -> None:
         lib, ctx, flags = self._llama_cpp, self._llm._ctx.ctx, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
         size = int(lib.llama_state_seq_get_size_ext(ctx, 0, flags))
         buffer = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags))
         if 0 < written <= size:
-            self._checkpoints.append(Checkpoint(position, self._min_keep(), bytes(memoryview(buffer)[:written])))
+            self._checkpoints.append(Checkpoint(self._llm.n_tokens, bytes(memoryview(buffer)[:written])))
 
-    def _restore_checkpoint(self, keep: int) -> bool:
-        """Bring back the sliding-window layers' state from a checkpoint that still holds a whole window before
-        `keep`; the other layers hold every position and need nothing."""
-        for checkpoint in self._checkpoints:
-            if checkpoint.serves(keep):
-                lib, flags, data = self._llama_cpp, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY, checkpoint.data
-                buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-                return int(lib.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)) == len(
-                    data
-                )
-        return False
+    def _restore_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        """Bring back the sliding-window layers' state at the checkpoint; the caller trims the rest to it."""
+        lib, flags, data = self._llama_cpp, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY, checkpoint.data
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        return int(lib.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)) == len(data)
 
-    def _save_state(self, tokens: Sequence[int], min_keep: int) -> None:
+    def _save_state(self, tokens: Sequence[int]) -> None:
         """Snapshot the KV cache's sequence before most of it is thrown away (see prompt_states)."""
         if not self._states.budget_bytes:
             return
@@ -306,8 +305,10 @@ class LlamaCppBackend:
         buffer = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data(ctx, buffer, size, 0))
         if 0 < written <= size:
-            snapshot = Snapshot(tuple(tokens), bytes(memoryview(buffer)[:written]), min_keep, tuple(self._checkpoints))
-            self._states.add(snapshot)
+            # Sliding-window layers save only their last window: the restored cache continues only at its end.
+            min_keep = len(tokens) if self._n_swa else 0
+            data = bytes(memoryview(buffer)[:written])
+            self._states.add(Snapshot(tuple(tokens), data, min_keep, tuple(self._checkpoints)))
 
     def _restore_state(self, snapshot: Snapshot) -> bool:
         llm, lib = self._llm, self._llama_cpp
@@ -318,6 +319,7 @@ class LlamaCppBackend:
             # The cache is now empty; the caller's prefix would point at nothing.
             llm.reset()
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            self._checkpoints = []
             return False
         n = len(snapshot.tokens)
         llm.input_ids[:n] = snapshot.tokens
@@ -354,14 +356,25 @@ class LlamaCppBackend:
 
     def _feed(self, tokens: Sequence[int], batch: int, stop: Callable[[], bool]) -> bool:
         """Evaluate `tokens` after what the KV cache holds, `batch` at a time, checking `stop` before each batch;
-        False when it stopped early (the cache then holds a valid prefix)."""
+        False when it stopped early (the cache then holds a valid prefix).
+
+        With sliding-window layers a long feed leaves checkpoints: one each time it passes a multiple of the
+        window, and one a few tokens before its end, where the next prompts part from this one (the last word
+        typed is tokenized anew)."""
         batch = max(1, batch)
-        for i in range(0, len(tokens), batch):
+        start = self._llm.n_tokens
+        marks: set[int] = set()
+        if self._n_swa and len(tokens) > CHECKPOINT_BEFORE_END:
+            end = start + len(tokens)
+            marks = set(range(start - start % self._n_swa + self._n_swa, end, self._n_swa))
+            marks.add(end - CHECKPOINT_BEFORE_END)
+        cuts = sorted({*range(start, start + len(tokens), batch), *marks, start + len(tokens)})
+        for a, b in itertools.pairwise(cuts):
             if stop():
                 return False
-            before = self._llm.n_tokens
-            self._llm.eval(list(tokens[i : i + batch]))
-            self._take_checkpoint(before)
+            self._llm.eval(list(tokens[a - start : b - start]))
+            if b in marks:
+                self._take_checkpoint()
         return True
 
     def close(self) -> None:

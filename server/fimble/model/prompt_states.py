@@ -30,30 +30,42 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The sliding-window layers' state when the cache ended at `position`: it can take the cache back to any
-    prefix from `min_keep` to `position` (the other layers hold every position)."""
+    """The sliding-window layers' state when the cache ended at `position`. llama.cpp saves only the cells a next
+    token can still see, so it takes the cache back to exactly `position` (the other layers hold every position),
+    and the prompt is evaluated again from there."""
 
     position: int
-    min_keep: int
     data: bytes
 
-    def serves(self, keep: int) -> bool:
-        return self.min_keep <= keep <= self.position
+
+def reach(checkpoints: Sequence[Checkpoint], keep: int) -> Checkpoint | None:
+    """The checkpoint closest below (or at) `keep`."""
+    best: Checkpoint | None = None
+    for checkpoint in checkpoints:
+        if checkpoint.position <= keep and (best is None or checkpoint.position > best.position):
+            best = checkpoint
+    return best
 
 
 @dataclass(frozen=True)
 class Snapshot:
     tokens: tuple[int, ...]
     data: bytes
-    min_keep: int = 0  # the shortest prefix it can be trimmed to (sliding-window layers hold only recent positions)
-    checkpoints: tuple[Checkpoint, ...] = ()  # those taken while its prompt was fed: they go back further
+    # The shortest prefix the restored cache can be trimmed to on its own: 0, or with sliding-window layers (whose
+    # saved cells are only the last window) the whole snapshot; shorter prefixes go through its checkpoints.
+    min_keep: int = 0
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     @property
     def size_bytes(self) -> int:
         return len(self.data) + sum(len(c.data) for c in self.checkpoints)
 
-    def usable(self, shared: int) -> bool:
-        return shared >= self.min_keep or any(c.serves(shared) for c in self.checkpoints)
+    def usable(self, shared: int) -> int:
+        """How much of a prompt sharing `shared` tokens with it the restored cache can keep."""
+        if shared >= self.min_keep:
+            return shared
+        checkpoint = reach(self.checkpoints, shared)
+        return checkpoint.position if checkpoint is not None else 0
 
 
 class PromptStates:
@@ -70,19 +82,19 @@ class PromptStates:
     def size_bytes(self) -> int:
         return sum(s.size_bytes for s in self._entries)
 
-    def best(self, prompt: Sequence[int]) -> tuple[Snapshot | None, int]:
-        """The snapshot sharing the longest usable prefix with `prompt`, and that length (marked as recently
-        used)."""
+    def best(self, prompt: Sequence[int], limit: int) -> tuple[Snapshot | None, int]:
+        """The snapshot from which the most of `prompt` (at most `limit` tokens) can be kept, and how much (it is
+        marked as recently used)."""
         best: Snapshot | None = None
-        shared = 0
+        kept = 0
         for snapshot in self._entries:
-            n = common_prefix(snapshot.tokens, prompt)
-            if n > shared and snapshot.usable(n):
-                best, shared = snapshot, n
+            n = snapshot.usable(min(common_prefix(snapshot.tokens, prompt), limit))
+            if n > kept:
+                best, kept = snapshot, n
         if best is not None:
             self._entries.remove(best)
             self._entries.append(best)
-        return best, shared
+        return best, kept
 
     def add(self, snapshot: Snapshot) -> None:
         """Keep `snapshot`, dropping those it makes redundant (it serves every prompt they would, to within
