@@ -84,6 +84,7 @@ def test_bench_replays_typing_and_compares_with_bare_llama(tmp_path: Path, tiny_
     assert report["model"]["name"] == "tiny-plain"
     # The peer got the same prompts, with its prompt cache on.
     assert len(_FakeLlamaServer.bodies) == 5 and summary["peer_ms"]["n"] == 5
+    assert summary["ratio_p50_to_peer"] is not None and summary["targets"]["p50 <= peer llama-server p50"] != "n/a"
     first = _FakeLlamaServer.bodies[0]
     assert first["path"] == "/completion" and first["cache_prompt"] is True and first["prompt"]
     assert report["requests"][0]["peer_cached_tokens"] == 7

@@ -711,6 +711,7 @@ def summarize(session: Session, settings: Settings, notes: dict[str, str]) -> di
         "peer_ms": _dist(peer),
         "ratio_p50_to_cold": _ratio(p50, cold),
         "ratio_p95_to_cold": _ratio(p95, cold),
+        "ratio_p50_to_peer": _ratio(p50, percentile(peer, 50)),
         "ratio_per_request_median": rounded(
             percentile([r.latency_ms / r.bare_ms for r in done if r.bare_ms and r.latency_ms is not None], 50), 3
         ),
@@ -720,6 +721,7 @@ def summarize(session: Session, settings: Settings, notes: dict[str, str]) -> di
     summary["targets"] = {
         f"p50 <= {TARGET_P50_RATIO} x cold": _verdict(summary["ratio_p50_to_cold"], TARGET_P50_RATIO),
         f"p95 <= {TARGET_P95_RATIO} x cold": _verdict(summary["ratio_p95_to_cold"], TARGET_P95_RATIO),
+        "p50 <= peer llama-server p50": _verdict(summary["ratio_p50_to_peer"], 1.0),
         f"overhead p50 < {TARGET_OVERHEAD_P50_MS:g} ms": _verdict(
             None if math.isnan(over_p50) else over_p50, TARGET_OVERHEAD_P50_MS
         ),
@@ -771,6 +773,7 @@ def format_report(summary: dict[str, Any]) -> str:
         ("peer llama-server", ms(summary["peer_ms"])),
         ("p50 / cold p50", f"{summary['ratio_p50_to_cold']}"),
         ("p95 / cold p50", f"{summary['ratio_p95_to_cold']}"),
+        ("p50 / peer p50", f"{summary['ratio_p50_to_peer']}"),
         ("median per-request ratio", f"{summary['ratio_per_request_median']}"),
     ]
     rows += [(f"target: {name}", verdict) for name, verdict in summary["targets"].items()]

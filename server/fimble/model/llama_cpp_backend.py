@@ -86,9 +86,9 @@ class LlamaCppBackend:
                 n_threads_batch=threads,
                 n_gpu_layers=settings.n_gpu_layers,
                 # Sliding-window layers (Gemma 3) keep only the last window + batch of positions: decoding attends
-                # over fewer cells (8% faster per token than a full-size SWA cache on a laptop CPU). The cache can
-                # then be trimmed only back to where the window is still whole (see _min_keep); typing trims a few
-                # tokens, which is fine, and a prompt that diverges early is evaluated again either way.
+                # over fewer cells (8-12% faster per token than a full-size SWA cache on a laptop CPU). The cache
+                # can then be trimmed only back to where the window is still whole (_min_keep), which is what typing
+                # does; further back goes through checkpoints of those layers (_feed, _reuse_prefix).
                 swa_full=False,
                 verbose=False,
             )
