@@ -72,8 +72,8 @@ class SimilarSource:
     def _hold(
         self, uri: str, query: frozenset[str], ranked: list[tuple[float, CodeChunk]]
     ) -> list[tuple[float, CodeChunk]]:
-        """The document's previous passages that still score well (and still read the same on disk), then the best
-        new ones."""
+        """What the same question got lately in this document, if it still reads the same on disk; else the
+        document's previous passages that still score well (and still read the same), then the best new ones."""
         floor = max(MIN_SIMILARITY, HOLD_SHARE * ranked[0][0]) if ranked else MIN_SIMILARITY
         # Keyed by the cache's version too: once more files are read, the same question may have a better answer.
         question = (uri, query, self._cache.version)
