@@ -253,13 +253,16 @@ class LlamaCppBackend:
         if shared < self._min_keep():
             checkpoint = reach(self._checkpoints, shared)
             keep = checkpoint.position if checkpoint is not None else 0
-        snapshot, restorable = self._states.best(prompt, len(prompt) - 1)
-        if snapshot is not None and restorable - keep >= MIN_SAVED_TOKENS:
-            if self._restore_state(snapshot):
-                keep = restorable
-                checkpoint = None if keep >= snapshot.min_keep else reach(self._checkpoints, keep)
-            else:  # the cache is empty now
-                keep, checkpoint = 0, None
+        # While typing the live cache holds all but the last token or two: no snapshot can beat it, so none is
+        # looked at.
+        if len(prompt) - 1 - keep >= MIN_SAVED_TOKENS:
+            snapshot, restorable = self._states.best(prompt, len(prompt) - 1)
+            if snapshot is not None and restorable - keep >= MIN_SAVED_TOKENS:
+                if self._restore_state(snapshot):
+                    keep = restorable
+                    checkpoint = None if keep >= snapshot.min_keep else reach(self._checkpoints, keep)
+                else:  # the cache is empty now
+                    keep, checkpoint = 0, None
         if checkpoint is not None and not self._restore_checkpoint(checkpoint):
             keep = 0
         self._checkpoints = [c for c in self._checkpoints if c.position <= keep]
@@ -280,47 +283,49 @@ class LlamaCppBackend:
         oldest = int(self._llama_cpp.llama_memory_seq_pos_min(memory, 0))
         return oldest + self._n_swa if oldest > 0 else 0
 
-    def _take_checkpoint(self) -> None:
-        lib, ctx, flags = self._llama_cpp, self._llm._ctx.ctx, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
+    def _read_state(self, flags: int, most: int | None = None) -> bytes | None:
+        """Sequence 0's state from llama.cpp (`flags`: all of it, or the sliding-window layers only); None when it
+        is empty or bigger than `most` bytes."""
+        lib, ctx = self._llama_cpp, self._llm._ctx.ctx
         size = int(lib.llama_state_seq_get_size_ext(ctx, 0, flags))
+        if size <= 0 or (most is not None and size > most):
+            return None
         buffer = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags))
-        if 0 < written <= size:
-            self._checkpoints.append(Checkpoint(self._llm.n_tokens, bytes(memoryview(buffer)[:written])))
+        return bytes(memoryview(buffer)[:written]) if 0 < written <= size else None
+
+    def _write_state(self, data: bytes, flags: int) -> bool:
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        return int(
+            self._llama_cpp.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)
+        ) == len(data)
+
+    def _take_checkpoint(self) -> None:
+        data = self._read_state(self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY)
+        if data is not None:
+            self._checkpoints.append(Checkpoint(self._llm.n_tokens, data))
 
     def _restore_checkpoint(self, checkpoint: Checkpoint) -> bool:
         """Bring back the sliding-window layers' state at the checkpoint; the caller trims the rest to it."""
-        lib, flags, data = self._llama_cpp, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY, checkpoint.data
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        return int(lib.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)) == len(data)
+        return self._write_state(checkpoint.data, self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY)
 
     def _save_state(self, tokens: Sequence[int]) -> None:
         """Snapshot the KV cache's sequence before most of it is thrown away (see prompt_states)."""
         if not self._states.budget_bytes:
             return
-        lib, ctx = self._llama_cpp, self._llm._ctx.ctx
-        size = int(lib.llama_state_seq_get_size(ctx, 0))
-        if not 0 < size <= self._states.budget_bytes:
-            return
-        buffer = (ctypes.c_uint8 * size)()
-        written = int(lib.llama_state_seq_get_data(ctx, buffer, size, 0))
-        if 0 < written <= size:
+        data = self._read_state(0, most=self._states.budget_bytes)
+        if data is not None:
             # Sliding-window layers save only their last window: the restored cache continues only at its end.
             min_keep = len(tokens) if self._n_swa else 0
-            data = bytes(memoryview(buffer)[:written])
             self._states.add(Snapshot(tuple(tokens), data, min_keep, tuple(self._checkpoints)))
 
     def _restore_state(self, snapshot: Snapshot) -> bool:
-        llm, lib = self._llm, self._llama_cpp
+        """Replace the cache with `snapshot`; on failure it is left empty (the caller starts over)."""
+        llm = self._llm
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        self._checkpoints = list(snapshot.checkpoints)
-        data = (ctypes.c_uint8 * len(snapshot.data)).from_buffer_copy(snapshot.data)
-        if int(lib.llama_state_seq_set_data(llm._ctx.ctx, data, len(snapshot.data), 0)) != len(snapshot.data):
-            # The cache is now empty; the caller's prefix would point at nothing.
-            llm.reset()
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            self._checkpoints = []
+        if not self._write_state(snapshot.data, 0):
             return False
+        self._checkpoints = list(snapshot.checkpoints)
         n = len(snapshot.tokens)
         llm.input_ids[:n] = snapshot.tokens
         llm.n_tokens = n
