@@ -71,6 +71,23 @@ class Settings:
         ),
     )
 
+    max_document_bytes: int = field(
+        default=1_000_000,
+        metadata=_doc(
+            "Documents larger than this (UTF-8 bytes) are still tracked for edits but get no completions, syntax "
+            "trees, diagnostics or context work (the user is told once); 0 = no limit.",
+            "FIMBLE_MAX_DOCUMENT_BYTES",
+        ),
+    )
+    workspace_trusted: bool = field(
+        default=True,
+        metadata=_doc(
+            "False for a workspace the editor does not trust (VS Code's Restricted Mode): fimble then runs no git "
+            "command and no checker there; files are still read only inside the workspace folders.",
+            None,
+        ),
+    )
+
     # -- engines (in-process llama.cpp or a shared server) ----------------------------------------------------
     backend: str = field(
         default="llama.cpp",
