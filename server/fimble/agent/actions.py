@@ -11,17 +11,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lsprotocol import types
-from lsprotocol.converters import get_converter
 
 from fimble.agent.diagnostics import SOURCE, Problem
 from fimble.documents.document import Document
 from fimble.errors import DocumentError
+from fimble.lsp.convert import structure, unstructure
 
 FIX_DATA = "fimble.fix"
 EXPLAIN_COMMAND = "fimble.explain"
 FIX_COMMAND = "fimble.fix"
 MAX_FIX_ACTIONS = 5
-_converter = get_converter()
 
 
 def to_range(doc: Document, start: int, end: int) -> types.Range:
@@ -100,7 +99,7 @@ def code_actions(
 
 
 def fix_action(doc: Document, diag: types.Diagnostic, resolve_edits: bool = True) -> types.CodeAction:
-    data = {"fimble": FIX_DATA, "uri": doc.uri, "version": doc.version, "diagnostic": _converter.unstructure(diag)}
+    data = {"fimble": FIX_DATA, "uri": doc.uri, "version": doc.version, "diagnostic": unstructure(diag)}
     action = types.CodeAction(title=title_for(diag), kind=types.CodeActionKind.QuickFix, diagnostics=[diag], data=data)
     if not resolve_edits:
         action.command = types.Command(title=action.title, command=FIX_COMMAND, arguments=[data])
@@ -108,7 +107,7 @@ def fix_action(doc: Document, diag: types.Diagnostic, resolve_edits: bool = True
 
 
 def explain_action(doc: Document, r: types.Range) -> types.CodeAction:
-    args = {"uri": doc.uri, "range": _converter.unstructure(r)}
+    args = {"uri": doc.uri, "range": unstructure(r)}
     return types.CodeAction(
         title="Explain with fimble",
         kind=types.CodeActionKind.RefactorRewrite,
@@ -124,11 +123,11 @@ def parse_fix_data(data: Any) -> tuple[str, int | None, types.Diagnostic]:
     uri, version, diag = data.get("uri"), data.get("version"), data.get("diagnostic")
     if not isinstance(uri, str) or not (version is None or isinstance(version, int)) or not isinstance(diag, dict):
         raise ValueError("malformed fimble fix action data")
-    return uri, version, _converter.structure(diag, types.Diagnostic)
+    return uri, version, structure(diag, types.Diagnostic)
 
 
 def parse_range(value: Any) -> types.Range:
-    return _converter.structure(value, types.Range)
+    return structure(value, types.Range)
 
 
 def diagnostics_at(own: Sequence[types.Diagnostic], r: types.Range) -> list[types.Diagnostic]:

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
+from lsprotocol.converters import get_converter
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from fimble.documents import Document
 from fimble.errors import DocumentError, FimbleError
+
+T = TypeVar("T")
+# Client-sent values are structured fail-fast: the first wrong-typed field ends it, instead of one exception (with a
+# traceback) per element of a wrong-typed value.
+_converter = get_converter()
+_converter.detailed_validation = False
+
+
+def structure(value: Any, cls: type[T]) -> T:
+    """`value` (plain JSON, or the namedtuples pygls makes of unknown params) as the lsprotocol type `cls`;
+    ValueError, with a readable reason, when it does not fit."""
+    try:
+        return _converter.structure(to_plain(value), cls)
+    except Exception as exc:  # cattrs raises whatever the mismatch raised (TypeError, KeyError, ValueError, ...)
+        raise ValueError(f"not a {cls.__name__}: {mismatch(exc)}") from None
+
+
+def mismatch(exc: BaseException) -> str:
+    """One readable line for why a value did not fit a protocol type."""
+    if isinstance(exc, KeyError):
+        return f"the field {exc.args[0]!r} is missing" if exc.args else "a field is missing"
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def unstructure(value: Any) -> Any:
+    return _converter.unstructure(value)
 
 
 class JsonRpcRequestFailed(JsonRpcException):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import Future
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.capabilities import ServerCapabilitiesBuilder
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from fimble import __version__
@@ -26,8 +28,18 @@ from fimble.context.engine import ContextEngine
 from fimble.documents import Document, DocumentStore
 from fimble.errors import FimbleError, SettingsError
 from fimble.lsp.agent_features import register as register_agent_features
+from fimble.lsp.connection import LoopMonitor, run_connection
 from fimble.lsp.context_features import register as register_context_features
-from fimble.lsp.convert import JsonRpcRequestFailed, field, offset_of, position_of, rpc_error, to_plain
+from fimble.lsp.convert import (
+    JsonRpcRequestFailed,
+    field,
+    offset_of,
+    position_of,
+    rpc_error,
+    structure,
+    to_plain,
+)
+from fimble.lsp.protocol import FimbleProtocol, fail_fast_converter
 from fimble.model.runtime import Cancelled, ModelRuntime, State
 from fimble.settings import Settings
 
@@ -37,13 +49,24 @@ STATUS = "fimble/status"
 WARM_KEY = "__warm__"
 INVOKED_CANDIDATES = 3
 DEBUG_PROMPT = "fimble/debugPrompt"
+STATS = "fimble/stats"
 CONFIG_SECTION = "fimble"
 _REPEAT_MESSAGE_S = 30.0
+# At most this many pop-ups per minute, whatever they say: a client that sends the same mistake for 2,000 URIs
+# gets 2,000 log lines and a few pop-ups, not 2,000 pop-ups.
+_MESSAGES_PER_MINUTE = 4
+_TOLD_ONCE_MAX = 1024
 
 
 class FimbleServer(LanguageServer):
     def __init__(self, cli_overrides: dict[str, Any] | None = None, runtime: ModelRuntime | None = None) -> None:
-        super().__init__("fimble", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "fimble",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=FimbleProtocol,
+            converter_factory=fail_fast_converter,
+        )
         self.store = DocumentStore()
         self.runtime = runtime or ModelRuntime()
         self.cli_overrides = cli_overrides or {}
@@ -53,6 +76,9 @@ class FimbleServer(LanguageServer):
         self.root: Path | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._last_message: tuple[str, float] = ("", 0.0)
+        self._shown_at: list[float] = []  # when the last pop-ups went out (rate limit)
+        self._told: set[str] = set()
+        self.loop_monitor: LoopMonitor | None = None  # set when FIMBLE_MONITOR_LOOP asks for stall figures
         # Set once the first load is queued: requests that race ahead of `initialized` wait for it, not fail.
         self._load_queued = asyncio.Event()
         self.cache = CompletionCache()
@@ -107,7 +133,61 @@ class FimbleServer(LanguageServer):
         if message == last and now - when < _REPEAT_MESSAGE_S:
             return
         self._last_message = (message, now)
-        self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=f"fimble: {message}"))
+        self._pop_up(types.MessageType.Error, message)
+
+    def tell_once(self, key: str, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
+        """A pop-up the user sees once per `key` (a document, a setting) for the life of the server."""
+        if key in self._told:
+            return
+        if len(self._told) >= _TOLD_ONCE_MAX:
+            self._told.clear()
+        self._told.add(key)
+        self._pop_up(kind, message)
+
+    def _pop_up(self, kind: types.MessageType, message: str) -> None:
+        now = time.monotonic()
+        self._shown_at = [t for t in self._shown_at if now - t < 60.0]
+        if len(self._shown_at) >= _MESSAGES_PER_MINUTE:
+            log.warning("not shown (too many messages this minute): %s", message)
+            return
+        self._shown_at.append(now)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=f"fimble: {message}"))
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls' hook for errors outside a request (a notification handler that raised): one log line and a
+        rate-limited pop-up, instead of one pop-up per failing message."""
+        log.warning("%s: %s", getattr(source, "__name__", source), error)
+        self.show_error(f"internal error: {error}")
+
+    # -- connection ----------------------------------------------------------------------------------------
+    def serve(self, inp: Any, out: Any) -> int:
+        """Serve one client over a pair of byte streams; returns the exit code (0 after shutdown, else 1)."""
+        return run_connection(self, inp, out, self.close)
+
+    def close(self) -> None:
+        """What must not outlive the connection: running generations are told to stop and the index is saved.
+        Nothing here waits for the model: the process exits next."""
+        self.runtime.cancel_all()
+        engine = self.context_engine
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception:
+                log.exception("closing the context engine failed")
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Figures for benchmarks (`fimble/stats`); `reset` starts the stall measurement afresh."""
+        monitor = self.loop_monitor
+        out = {
+            "documents": sum(1 for _ in self.store),
+            "maxLoopStallMs": round(monitor.max_stall_ms, 1) if monitor else None,
+            "loopSamples": monitor.samples if monitor else 0,
+            "threads": threading.active_count(),
+        }
+        if reset and monitor is not None:
+            monitor.max_stall_ms = 0.0
+            monitor.samples = 0
+        return out
 
     def _on_model_status(self, state: State, message: str) -> None:
         # Called on the model worker thread; protocol writes belong to the event loop.
@@ -231,6 +311,8 @@ class FimbleServer(LanguageServer):
             cached=False,
         )
         log.info("completion %s", result.stats())
+        if self.store.find(uri) is not doc or doc.text is not request.text:
+            return None  # edited while the model ran: the offsets belong to text the editor no longer has
         return doc, offset, result.suggestions
 
     def schedule_warm(self, uri: str) -> None:
@@ -397,21 +479,24 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
 
     @server.feature(DEBUG_PROMPT)
     async def on_debug_prompt(ls: FimbleServer, params: Any) -> dict[str, Any]:
-        uri = field(params, "textDocument", "uri")
-        line = field(params, "position", "line")
-        character = field(params, "position", "character")
-        if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
-            from pygls.exceptions import JsonRpcInvalidParams
-
-            raise JsonRpcInvalidParams("fimble/debugPrompt needs {textDocument: {uri}, position: {line, character}}.")
-        return await ls.debug_prompt(uri, types.Position(line=line, character=character))
+        try:
+            where = structure(params, types.TextDocumentPositionParams)
+        except ValueError:
+            raise JsonRpcInvalidParams(
+                "fimble/debugPrompt needs {textDocument: {uri}, position: {line, character}}."
+            ) from None
+        return await ls.debug_prompt(where.text_document.uri, where.position)
 
     # Capabilities built in their own modules (context engine, agent) register themselves here, one line each.
     register_agent_features(server)
     register_context_features(server)
 
+    @server.feature(STATS)
+    def on_stats(ls: FimbleServer, params: Any) -> dict[str, Any]:
+        return ls.stats(reset=field(params, "reset") is True)
+
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: FimbleServer, params: Any) -> None:
-        ls.runtime.shutdown()
+        ls.runtime.cancel_all()
 
     return server

@@ -245,10 +245,15 @@ class ModelRuntime:
     def run_sync(self, fn: Callable[[ModelBackend], T], cancel: CancelToken | None = None) -> T:
         return self.submit(fn, cancel or CancelToken()).result()
 
-    def shutdown(self) -> None:
+    def cancel_all(self) -> None:
+        """Tell every keyed request, queued or running, to stop (shutdown, exit)."""
         with self._lock:
-            for token in self._latest.values():
-                token.cancel()
+            tokens = list(self._latest.values())
+        for token in tokens:
+            token.cancel()
+
+    def shutdown(self) -> None:
+        self.cancel_all()
         load = self._load
         if load is not None:
 
