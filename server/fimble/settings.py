@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -15,6 +16,13 @@ from typing import Any
 from fimble.errors import SettingsError
 
 ALL_CONTEXT_SOURCES: tuple[str, ...] = ("scope", "definitions", "similar", "ring", "git")
+
+# The value of the variable 'apiKeyEnv' names is sent to `url` as a bearer token, so the name must plainly be one
+# meant for that: fimble's own namespace, or an API key by the common convention (OPENAI_API_KEY, ...). Not any
+# *_TOKEN or *_KEY: GITHUB_TOKEN, NPM_TOKEN, AWS_SESSION_TOKEN, AWS_SECRET_ACCESS_KEY sit in many environments and
+# belong to other services; a settings file (some editors read project-local LSP settings) must not route them off
+# the machine.
+_API_KEY_ENV = re.compile(r"FIMBLE_[A-Z0-9_]+|[A-Z][A-Z0-9_]*_API_KEY")
 
 
 def _doc(text: str, env: str | None = None) -> dict[str, Any]:
@@ -202,6 +210,15 @@ def _camel(key: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+def _check_api_key_env(name: str) -> None:
+    if not _API_KEY_ENV.fullmatch(name):
+        raise SettingsError(
+            f"Setting 'apiKeyEnv' is {name!r}, which is not an API-key variable: fimble sends that variable's value "
+            "to the model server, so it takes only FIMBLE_API_KEY, another FIMBLE_* name, or a name ending in "
+            '_API_KEY (such as OPENAI_API_KEY). To use a key kept elsewhere, export FIMBLE_API_KEY="$YOUR_VARIABLE".'
+        )
+
+
 def _coerce(key: str, annotation: Any, value: Any) -> Any:
     kind = str(annotation)
     try:
@@ -234,6 +251,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             return items
         if kind.startswith("str"):
             text = str(value).strip()
+            if key == "api_key_env" and text:
+                _check_api_key_env(text)
             return text or None
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"Setting {_camel(key)!r} has an invalid value {value!r} (expected {kind}).") from exc

@@ -203,6 +203,33 @@ def test_checkhealth(session: NvimSession) -> None:
     assert "model:" in text
 
 
+# A project that ships a `fimble` package: run by `python -m fimble` whenever the project is its working directory
+# (Python puts that first on sys.path). It leaves a marker and exits.
+SHADOW = "import pathlib\npathlib.Path({marker!r}).write_text('the workspace ran code')\nraise SystemExit(7)\n"
+
+
+def test_a_project_cannot_shadow_the_server(
+    nvim_factory: Callable[..., NvimSession], nvim_tiny_model: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "workspace-code-ran"
+    s = nvim_factory({"settings": default_settings(nvim_tiny_model)}, files={"demo.py": DEMO})
+    shadow = s.workdir / "fimble"
+    shadow.mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (shadow / name).write_text(SHADOW.format(marker=str(marker)))
+    # Neovim's own working directory is the project: :checkhealth runs `python -m fimble --version` too.
+    s.nvim.command("checkhealth fimble")
+    health = "\n".join(s.lines())
+    assert "--version`: fimble " in health, health
+    assert "no per-project configuration" in health, health
+    s.nvim.command("edit demo.py")
+    s.wait_ready()
+    assert not marker.exists(), marker.read_text()
+    # The server was still given the project as its workspace.
+    root = s.lua("return vim.lsp.get_clients({ name = 'fimble' })[1].config.root_dir")
+    assert Path(root) == s.workdir
+
+
 def test_missing_server_notifies_once_and_backs_off(
     nvim_factory: Callable[..., NvimSession], nvim_tiny_model: Path
 ) -> None:

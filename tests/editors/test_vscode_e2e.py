@@ -236,14 +236,26 @@ def test_vscode_ghost_text_tab_and_explain(code_server: CodeServer, tmp_path: Pa
     source = workspace / "main.py"
     source.write_text(INITIAL)
 
+    # A code-server window is a remote window: machine-scoped settings (what fimble runs and loads) live in the
+    # remote settings, where its Settings editor puts them; the others in the user settings.
+    machine_settings_file = code_server.user_data / "Machine" / "settings.json"
+    machine_settings_file.parent.mkdir(parents=True)
+    machine_settings = {
+        "fimble.serverPath": str(find_fimble()),
+        "fimble.model": str(model),
+        "fimble.serverArgs": ["--log-file", str(server_log)],
+    }
+    machine_settings_file.write_text(json.dumps(machine_settings, indent=2))
+    # The workspace's own settings cannot choose them: were these used, no suggestion would ever come.
+    (workspace / ".vscode").mkdir()
+    (workspace / ".vscode" / "settings.json").write_text(
+        json.dumps({"fimble.serverPath": "/nonexistent/evil-fimble", "fimble.model": str(bad_model)})
+    )
     settings_file = code_server.user_data / "User" / "settings.json"
     settings_file.parent.mkdir(parents=True)
     settings = {
-        "fimble.serverPath": str(find_fimble()),
-        "fimble.model": str(model),
         "fimble.maxTokens": 12,
         "fimble.timeBudgetMs": 20000,
-        "fimble.serverArgs": ["--log-file", str(server_log)],
         "workbench.startupEditor": "none",
         "workbench.tips.enabled": False,
         "workbench.enableExperiments": False,
@@ -282,9 +294,10 @@ def test_vscode_ghost_text_tab_and_explain(code_server: CodeServer, tmp_path: Pa
         "FIMBLE_E2E_PROFILE": str(tmp_path / "chromium-profile"),
         "FIMBLE_E2E_NODE_MODULES": str(EXT_DIR / "node_modules"),
         "FIMBLE_E2E_BAD_MODEL": str(bad_model),
-        "FIMBLE_E2E_SERVER_PATH": str(settings["fimble.serverPath"]),
+        "FIMBLE_E2E_SERVER_PATH": str(machine_settings["fimble.serverPath"]),
         "FIMBLE_E2E_MODEL": str(model),
         "FIMBLE_E2E_SETTINGS": str(settings_file),
+        "FIMBLE_E2E_MACHINE_SETTINGS": str(machine_settings_file),
         "FIMBLE_E2E_TIMEOUT_MS": "150000",
         "FIMBLE_CHROMIUM": str(find_chromium()),
     }

@@ -59,3 +59,10 @@ def test_vsix_contents(vsix: Path) -> None:
     settings = manifest["contributes"]["configuration"]["properties"]
     for key in ("model", "nGpuLayers", "nThreads", "maxTokens", "timeBudgetMs", "enabledLanguages", "useContext"):
         assert f"fimble.{key}" in settings
+    assert settings["fimble.maxDocumentBytes"]["default"] == 1_000_000
+    # What runs a program or sends code off the machine comes from the user's own settings only.
+    restricted = set(manifest["capabilities"]["untrustedWorkspaces"]["restrictedConfigurations"])
+    for key in ("serverPath", "pythonPath", "serverArgs", "model", "fallbackModel", "fixCheckers", "backend", "url"):
+        assert settings[f"fimble.{key}"]["scope"] == "machine", key
+        assert f"fimble.{key}" in restricted, key
+    assert manifest["capabilities"]["untrustedWorkspaces"]["supported"] == "limited"

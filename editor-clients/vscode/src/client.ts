@@ -24,6 +24,12 @@ export interface ClientDeps {
   output: vscode.LogOutputChannel;
   initializationOptions: () => unknown;
   middleware: LanguageClientOptions["middleware"];
+  /**
+   * The server's working directory: never a workspace folder (the library's default). `python -m fimble` puts its
+   * working directory first on sys.path, so a workspace that ships a `fimble/` package (or a `json.py`) would run
+   * its own code; Windows also looks for a bare command name in the working directory first.
+   */
+  cwd: string;
 }
 
 export function createClient(command: ServerCommand, hooks: ClientHooks, deps: ClientDeps): FimbleLanguageClient {
@@ -31,7 +37,7 @@ export function createClient(command: ServerCommand, hooks: ClientHooks, deps: C
     command: command.command,
     args: command.args,
     // No `transport`: with TransportKind.stdio the library appends `--stdio`, which `fimble serve` does not take.
-    options: { env: { ...process.env, PYTHONUNBUFFERED: "1" } },
+    options: { cwd: deps.cwd, env: { ...process.env, PYTHONUNBUFFERED: "1" } },
   };
   let closedReported = false;
   const clientOptions: LanguageClientOptions = {

@@ -29,6 +29,7 @@ import {
   resolveServerCommand,
 } from "./settings";
 import { StatusBar, StatusParams } from "./status";
+import { TrustContext, userValue } from "./trust";
 
 const SECTION = "fimble";
 /** LSP's RequestCancelled error code. */
@@ -37,6 +38,11 @@ const REQUEST_CANCELLED = -32800;
 function workspaceFolderPath(): string | undefined {
   const folder = vscode.workspace.workspaceFolders?.[0];
   return folder?.uri.scheme === "file" ? folder.uri.fsPath : undefined;
+}
+
+/** The file system paths of all workspace folders. */
+function workspaceFolderPaths(): string[] {
+  return (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === "file").map((f) => f.uri.fsPath);
 }
 
 function config(): vscode.WorkspaceConfiguration {
@@ -89,7 +95,34 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
   let lastErrorShown = "";
   const normalize = (message: string) => message.replace(/^fimble:\s*/i, "").trim();
 
-  const serverSettings = () => readServerSettings(config(), workspaceFolderPath());
+  // The server never runs in a workspace folder (see ClientDeps.cwd): the extension's own folder holds no Python.
+  const serverCwd = context.extensionUri.fsPath;
+  const trust = (): TrustContext => ({
+    trusted: vscode.workspace.isTrusted,
+    folders: workspaceFolderPaths(),
+    serverCwd,
+  });
+  /** Restricted Mode refusals already reported (each is reported once, not on every configuration pull). */
+  const refusalsShown = new Set<string>();
+  const reportRefused = (text: string) => {
+    if (refusalsShown.has(text)) {
+      return;
+    }
+    refusalsShown.add(text);
+    log(text);
+    void vscode.window.showWarningMessage(`fimble: ${text}`, "Manage Workspace Trust").then((choice) => {
+      if (choice) {
+        void vscode.commands.executeCommand("workbench.trust.manage");
+      }
+    });
+  };
+  const serverSettings = () =>
+    readServerSettings(config(), workspaceFolderPath(), trust(), (key, value, folder) =>
+      reportRefused(
+        `Restricted Mode: not loading fimble.${key} (${value}): it lies inside the untrusted workspace folder ` +
+          `${folder}. Trust the workspace to use it.`,
+      ),
+    );
 
   const middleware: LanguageClientOptions["middleware"] = {
     provideInlineCompletionItems: (document, position, ctx, token, next) => {
@@ -103,18 +136,28 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     // VS Code shows inline completions; the server's textDocument/completion fallback is for other editors.
     provideCompletionItem: () => undefined,
     workspace: {
-      // The server pulls section `fimble`: answer with the protocol's keys only.
+      // The server pulls section `fimble`: answer with the protocol's keys only, computed here (user-only values
+      // for the machine-scoped keys, workspaceTrusted from VS Code) and never the raw section, which a workspace
+      // settings file could fill with anything (`"fimble.workspaceTrusted": true` included).
       configuration: (params, token, next) => {
         const fallback = next(params, token);
         const items = params.items;
-        if (!items.some((item) => item.section === SECTION)) {
+        const ours = (section: string | undefined) => section === SECTION || section?.startsWith(`${SECTION}.`) === true;
+        if (!items.some((item) => ours(item.section))) {
           return fallback;
         }
         return Promise.resolve(fallback).then((answers) => {
           if (!Array.isArray(answers)) {
             return answers;
           }
-          return items.map((item, i) => (item.section === SECTION ? serverSettings() : answers[i]));
+          return items.map((item, i) => {
+            if (!ours(item.section)) {
+              return answers[i];
+            }
+            const settings = serverSettings();
+            const key = item.section === SECTION ? undefined : item.section?.slice(SECTION.length + 1);
+            return key === undefined ? settings : ((settings as unknown as Record<string, unknown>)[key] ?? null);
+          });
         });
       },
       // Sent by the extension itself (see onDidChangeConfiguration below), with the protocol's keys.
@@ -122,19 +165,28 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     },
   };
 
+  // The program fimble starts comes from the user's own settings only; in Restricted Mode not from the Python
+  // extension (whose interpreter a workspace selects) nor from inside a workspace folder.
   const resolveCommand = async (): Promise<ServerCommand> => {
     const cfg = config();
     const pythonCfg = vscode.workspace.getConfiguration("python");
-    const serverPath = cfg.get<string>("serverPath", "");
-    const pythonPath = cfg.get<string>("pythonPath", "");
-    return resolveServerCommand({
+    const serverPath = userValue(cfg, "serverPath", "");
+    const pythonPath = userValue(cfg, "pythonPath", "");
+    const trustNow = trust();
+    const command = resolveServerCommand({
       serverPath,
       pythonPath,
-      serverArgs: cfg.get<string[]>("serverArgs", []),
-      pythonExtensionInterpreter: serverPath || pythonPath ? undefined : await pythonExtensionInterpreter(),
-      defaultInterpreterPath: pythonCfg.get<string>("defaultInterpreterPath", ""),
+      serverArgs: userValue<string[]>(cfg, "serverArgs", []),
+      pythonExtensionInterpreter:
+        serverPath || pythonPath || !trustNow.trusted ? undefined : await pythonExtensionInterpreter(),
+      defaultInterpreterPath: userValue(pythonCfg, "defaultInterpreterPath", ""),
       workspaceFolder: workspaceFolderPath(),
+      trust: trustNow,
     });
+    for (const reason of command.refused ?? []) {
+      log(`Restricted Mode: not starting ${reason}`);
+    }
+    return command;
   };
 
   const showFailure = (message: string) => {
@@ -155,6 +207,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
         output,
         initializationOptions: serverSettings,
         middleware,
+        cwd: serverCwd,
       });
       const reportError = (message: string) => {
         const key = normalize(message);
@@ -227,6 +280,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     vscode.commands.registerCommand("fimble.fixAtCursor", () => fixAtCursor()),
     vscode.commands.registerCommand("fimble.showLastPrompt", () => showLastPrompt()),
     vscode.commands.registerCommand("fimble.statusMenu", () => statusMenu()),
+  );
+
+  // Trust turns on what Restricted Mode held back (git, checkers, the workspace's interpreter): a fresh server
+  // picks it all up. (Trust cannot be taken back without a new window.)
+  context.subscriptions.push(
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      log("The workspace is trusted now: restarting the server");
+      refusalsShown.clear();
+      void manager.start(true);
+    }),
   );
 
   context.subscriptions.push(

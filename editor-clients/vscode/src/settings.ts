@@ -6,9 +6,10 @@
  */
 import * as os from "os";
 import * as path from "path";
+import { Inspectable, TRUSTED, TrustContext, findOnPath, folderHolding, hasDirectory, userValue } from "./trust";
 
 /** The subset of vscode.WorkspaceConfiguration that these helpers use. */
-export interface ConfigLike {
+export interface ConfigLike extends Inspectable {
   get<T>(key: string): T | undefined;
   get<T>(key: string, defaultValue: T): T;
 }
@@ -37,6 +38,10 @@ export interface ServerSettings {
   fallbackModel: string;
   remoteModel: string;
   promptFormat: string;
+  /** Documents larger than this (UTF-8 bytes) get no completions or syntax work; 0 = no limit. */
+  maxDocumentBytes: number;
+  /** vscode.workspace.isTrusted; never read from settings, so a workspace settings file cannot claim trust. */
+  workspaceTrusted: boolean;
 }
 
 /** Keys (below `fimble.`) whose change must reach the server as workspace/didChangeConfiguration. */
@@ -62,6 +67,7 @@ export const SERVER_KEYS = [
   "fallbackModel",
   "remoteModel",
   "promptFormat",
+  "maxDocumentBytes",
 ] as const;
 
 /** Keys (below `fimble.`) whose change needs a new server process. */
@@ -88,6 +94,7 @@ export const DEFAULTS = {
   fallbackModel: "",
   remoteModel: "",
   promptFormat: "auto",
+  maxDocumentBytes: 1_000_000,
 };
 
 const BACKENDS = ["llama.cpp", "llama-server", "openai"];
@@ -140,10 +147,36 @@ export function expandPath(value: string, workspaceFolder?: string, env: NodeJS.
   return out;
 }
 
-/** Builds the server's settings object from the `fimble` configuration section. */
-export function readServerSettings(cfg: ConfigLike, workspaceFolder?: string): ServerSettings {
+/** A machine-scoped path setting that Restricted Mode refused: it lies inside a workspace folder. */
+export type OnRefused = (key: string, value: string, folder: string) => void;
+
+/**
+ * Builds the server's settings object from the `fimble` configuration section.
+ *
+ * The machine-scoped keys (trust.ts MACHINE_KEYS) come from the user's own settings only. In an untrusted
+ * workspace, a model file inside a workspace folder is not sent (`onRefused` says which) and no checkers are:
+ * checkers run the workspace's code by design (pytest imports conftest.py), so they are withheld even from a server
+ * that would not honour `workspaceTrusted: false`.
+ */
+export function readServerSettings(
+  cfg: ConfigLike,
+  workspaceFolder?: string,
+  trust: TrustContext = TRUSTED,
+  onRefused?: OnRefused,
+): ServerSettings {
+  const user = <T>(key: string, fallback: T): T => userValue<T>(cfg, key, fallback);
+  const modelPath = (key: "model" | "fallbackModel"): string => {
+    const value = expandPath(String(user<string>(key, DEFAULTS[key]) ?? ""), workspaceFolder);
+    const folder = value && !trust.trusted ? folderHolding(value, trust.folders, trust.serverCwd) : undefined;
+    if (folder !== undefined) {
+      onRefused?.(key, value, folder);
+      return "";
+    }
+    return value;
+  };
+  const backend = String(user<string>("backend", DEFAULTS.backend));
   const settings: ServerSettings = {
-    model: expandPath(String(cfg.get<string>("model", DEFAULTS.model) ?? ""), workspaceFolder),
+    model: modelPath("model"),
     nGpuLayers: int(cfg.get("nGpuLayers"), DEFAULTS.nGpuLayers, -1),
     nThreads: int(cfg.get("nThreads"), DEFAULTS.nThreads, 0),
     nCtx: int(cfg.get("nCtx"), DEFAULTS.nCtx, 0),
@@ -154,15 +187,17 @@ export function readServerSettings(cfg: ConfigLike, workspaceFolder?: string): S
     fixMaxAttempts: int(cfg.get("fixMaxAttempts"), DEFAULTS.fixMaxAttempts, 1),
     fixTimeBudgetMs: int(cfg.get("fixTimeBudgetMs"), DEFAULTS.fixTimeBudgetMs, 1),
     fixAllowUnverified: cfg.get<boolean>("fixAllowUnverified", DEFAULTS.fixAllowUnverified) === true,
-    fixCheckers: checkers(cfg.get<unknown>("fixCheckers")),
+    fixCheckers: trust.trusted ? checkers(user<unknown>("fixCheckers", [])) : [],
     checkerTimeoutMs: int(cfg.get("checkerTimeoutMs"), DEFAULTS.checkerTimeoutMs, 1),
-    backend: BACKENDS.includes(String(cfg.get("backend"))) ? String(cfg.get("backend")) : DEFAULTS.backend,
-    url: String(cfg.get<string>("url", DEFAULTS.url) ?? "").trim(),
-    apiKeyEnv: String(cfg.get<string>("apiKeyEnv", DEFAULTS.apiKeyEnv) ?? "").trim() || DEFAULTS.apiKeyEnv,
+    backend: BACKENDS.includes(backend) ? backend : DEFAULTS.backend,
+    url: String(user<string>("url", DEFAULTS.url) ?? "").trim(),
+    apiKeyEnv: String(user<string>("apiKeyEnv", DEFAULTS.apiKeyEnv) ?? "").trim() || DEFAULTS.apiKeyEnv,
     requestTimeoutMs: int(cfg.get("requestTimeoutMs"), DEFAULTS.requestTimeoutMs, 1),
-    fallbackModel: expandPath(String(cfg.get<string>("fallbackModel", DEFAULTS.fallbackModel) ?? ""), workspaceFolder),
-    remoteModel: String(cfg.get<string>("remoteModel", DEFAULTS.remoteModel) ?? "").trim(),
+    fallbackModel: modelPath("fallbackModel"),
+    remoteModel: String(user<string>("remoteModel", DEFAULTS.remoteModel) ?? "").trim(),
     promptFormat: String(cfg.get<string>("promptFormat", DEFAULTS.promptFormat) ?? "").trim() || DEFAULTS.promptFormat,
+    maxDocumentBytes: int(cfg.get("maxDocumentBytes"), DEFAULTS.maxDocumentBytes, 0),
+    workspaceTrusted: trust.trusted,
   };
   const useContext = cfg.get<boolean>("useContext", true) !== false;
   const sources = cfg.get<unknown>("contextSources");
@@ -200,46 +235,95 @@ export interface ServerCommand {
   args: string[];
   /** Where the command came from, for the log and error messages. */
   source: "serverPath" | "pythonPath" | "python extension" | "python.defaultInterpreterPath" | "PATH";
+  /** Candidates Restricted Mode passed over, and why (for the log). */
+  refused?: string[];
 }
 
 export interface CommandInputs {
   serverPath?: string;
   pythonPath?: string;
   serverArgs?: readonly string[];
-  /** Interpreter reported by the Python extension, if any. */
+  /** Interpreter reported by the Python extension, if any (the caller leaves it out in Restricted Mode). */
   pythonExtensionInterpreter?: string;
-  /** The `python.defaultInterpreterPath` setting, if any. */
+  /** The user's own `python.defaultInterpreterPath`, if any (never a workspace value). */
   defaultInterpreterPath?: string;
   workspaceFolder?: string;
+  trust?: TrustContext;
+  /** Every executable of that name on PATH, in lookup order (trust.ts findOnPath). */
+  which?: (name: string) => string[];
 }
 
 /**
  * How to start the server: `fimble.serverPath` (`<path> serve`), else `fimble.pythonPath`
- * (`<python> -m fimble serve`), else the Python extension's interpreter, else `fimble serve` from PATH.
+ * (`<python> -m fimble serve`), else the Python extension's interpreter, else `python.defaultInterpreterPath`,
+ * else `fimble serve` from PATH.
+ *
+ * In Restricted Mode a candidate that lies inside a workspace folder is passed over (a command name is looked up on
+ * PATH first, and the first match outside the workspace is used); when every candidate is, this throws with the
+ * reasons.
  */
 export function resolveServerCommand(inputs: CommandInputs): ServerCommand {
   const extra = (inputs.serverArgs ?? []).filter((a) => typeof a === "string");
+  const trust = inputs.trust ?? TRUSTED;
+  const which = inputs.which ?? ((name: string) => findOnPath(name));
+  const refused: string[] = [];
+  /** The program to run for a candidate, or undefined when Restricted Mode refuses it. */
+  const vet = (program: string, what: string): string | undefined => {
+    if (trust.trusted) {
+      return program;
+    }
+    const inside = (p: string) => folderHolding(p, trust.folders, trust.serverCwd);
+    if (hasDirectory(program)) {
+      const folder = inside(program);
+      if (folder === undefined) {
+        return program;
+      }
+      refused.push(`${what} (${program}) lies inside the untrusted workspace folder ${folder}`);
+      return undefined;
+    }
+    const found = which(program);
+    const outside = found.find((p) => inside(p) === undefined);
+    if (outside !== undefined || found.length === 0) {
+      // Nothing found: spawning the bare name fails as it would have, with the usual message.
+      return outside ?? program;
+    }
+    refused.push(`${what} (${program} on PATH: ${found.join(", ")}) lies inside the untrusted workspace`);
+    return undefined;
+  };
+  const result = (command: string, args: string[], source: ServerCommand["source"]): ServerCommand =>
+    refused.length ? { command, args, source, refused } : { command, args, source };
+  const python = ["-m", "fimble", "serve", ...extra];
+
   const serverPath = expandPath(inputs.serverPath ?? "", inputs.workspaceFolder);
-  if (serverPath) {
-    return { command: serverPath, args: ["serve", ...extra], source: "serverPath" };
+  const fromServerPath = serverPath && vet(serverPath, "fimble.serverPath");
+  if (fromServerPath) {
+    return result(fromServerPath, ["serve", ...extra], "serverPath");
   }
   const pythonPath = expandPath(inputs.pythonPath ?? "", inputs.workspaceFolder);
-  if (pythonPath) {
-    return { command: pythonPath, args: ["-m", "fimble", "serve", ...extra], source: "pythonPath" };
+  const fromPythonPath = pythonPath && vet(pythonPath, "fimble.pythonPath");
+  if (fromPythonPath) {
+    return result(fromPythonPath, python, "pythonPath");
   }
   const fromExtension = expandPath(inputs.pythonExtensionInterpreter ?? "", inputs.workspaceFolder);
-  if (fromExtension) {
-    return { command: fromExtension, args: ["-m", "fimble", "serve", ...extra], source: "python extension" };
+  const extensionPython = fromExtension && vet(fromExtension, "the Python extension's interpreter");
+  if (extensionPython) {
+    return result(extensionPython, python, "python extension");
   }
   const defaultInterpreter = expandPath(inputs.defaultInterpreterPath ?? "", inputs.workspaceFolder);
   if (defaultInterpreter && defaultInterpreter !== "python" && defaultInterpreter !== "python3") {
-    return {
-      command: defaultInterpreter,
-      args: ["-m", "fimble", "serve", ...extra],
-      source: "python.defaultInterpreterPath",
-    };
+    const chosen = vet(defaultInterpreter, "python.defaultInterpreterPath");
+    if (chosen) {
+      return result(chosen, python, "python.defaultInterpreterPath");
+    }
   }
-  return { command: "fimble", args: ["serve", ...extra], source: "PATH" };
+  const fromPath = vet("fimble", "fimble");
+  if (fromPath) {
+    return result(fromPath, ["serve", ...extra], "PATH");
+  }
+  throw new Error(
+    `Restricted Mode: fimble starts no program from inside the workspace: ${refused.join("; ")}. ` +
+      'Trust the workspace, or set "fimble.serverPath" to a fimble outside it.',
+  );
 }
 
 /** Formats a command line for the log. */

@@ -345,3 +345,146 @@ test("the library's own error notifications are silenced (the status bar reports
   }
   assert.deepEqual(seen, ["couldn't create connection", undefined, false]);
 });
+
+// ---- workspace trust ----
+
+function inWorkspace(folder = "/ws"): void {
+  (vscode.workspace as any).workspaceFolders = [{ uri: vscode.Uri.file(folder) }];
+}
+
+async function pullConfiguration(client: lc.LanguageClient, sections: (string | undefined)[]): Promise<any[]> {
+  const mw = client.clientOptions.middleware;
+  // What the library would answer by itself: the raw merged section, workspace settings included.
+  const raw = (section: string | undefined) => (section?.startsWith("fimble") ? { workspaceTrusted: true, url: "http://evil" } : {});
+  return mw.workspace.configuration({ items: sections.map((section) => ({ section })) }, {}, () => sections.map(raw));
+}
+
+test("the server never runs in a workspace folder: its working directory is the extension's", async () => {
+  inWorkspace();
+  await start();
+  assert.equal(latestClient().serverOptions.options.cwd, "/ext");
+});
+
+test("Restricted Mode: workspaceTrusted false in initializationOptions, every configuration answer and change", async () => {
+  inWorkspace();
+  mock.setTrusted(false);
+  mock.setWorkspaceSettings({ "fimble.workspaceTrusted": true, "fimble.maxTokens": 20 });
+  await start({ "fimble.fixCheckers": [["pytest", "-x"]] });
+  const client = latestClient();
+  const init = client.clientOptions.initializationOptions;
+  assert.equal(init.workspaceTrusted, false);
+  assert.deepEqual(init.fixCheckers, [], "checkers run the workspace's code: none in Restricted Mode");
+  const answers = await pullConfiguration(client, ["fimble", "fimble.workspaceTrusted", "editor"]);
+  assert.equal(answers[0].workspaceTrusted, false);
+  assert.equal(answers[0].url, "", "the raw section (with workspace values) is never passed on");
+  assert.equal(answers[0].maxTokens, 20);
+  assert.equal(answers[1], false);
+  assert.deepEqual(answers[2], {});
+  mock.changeSettings({ "fimble.maxTokens": 30 });
+  await flush();
+  const sent = client.sentNotifications.filter((n) => n.method === "workspace/didChangeConfiguration");
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0].params.settings.fimble.workspaceTrusted, false);
+});
+
+test("a trusted workspace sends workspaceTrusted true", async () => {
+  inWorkspace();
+  await start();
+  const client = latestClient();
+  assert.equal(client.clientOptions.initializationOptions.workspaceTrusted, true);
+  assert.equal((await pullConfiguration(client, ["fimble"]))[0].workspaceTrusted, true);
+});
+
+test("a workspace value of a machine-scoped setting is ignored, trusted or not", async () => {
+  inWorkspace();
+  mock.setWorkspaceSettings({
+    "fimble.serverPath": "/ws/evil-fimble",
+    "fimble.pythonPath": "/ws/evil-python",
+    "fimble.serverArgs": ["--evil"],
+    "fimble.model": "/ws/evil.gguf",
+    "fimble.url": "http://evil.example",
+    "fimble.backend": "openai",
+    "fimble.fixCheckers": [["sh", "-c", "evil"]],
+  });
+  await start({ "fimble.model": "/m/mine.gguf" });
+  const client = latestClient();
+  assert.equal(client.serverOptions.command, "/venv/bin/fimble");
+  assert.deepEqual(client.serverOptions.args, ["serve"]);
+  const init = client.clientOptions.initializationOptions;
+  assert.equal(init.model, "/m/mine.gguf");
+  assert.equal(init.url, "");
+  assert.equal(init.backend, "llama.cpp");
+  assert.deepEqual(init.fixCheckers, []);
+});
+
+test("the interpreter never comes from workspace settings; the Python extension's only in a trusted workspace", async () => {
+  inWorkspace();
+  mock.setWorkspaceSettings({ "python.defaultInterpreterPath": "/ws/.venv/bin/python" });
+  await start({ "fimble.serverPath": "" });
+  let client = latestClient();
+  assert.equal(client.serverOptions.command, "fimble", "not the workspace's python.defaultInterpreterPath");
+  assert.equal(client.serverOptions.args[0], "serve");
+  for (const d of context.subscriptions) {
+    await d.dispose();
+  }
+  mock.reset();
+  lc.resetClients();
+
+  // The user's own python.defaultInterpreterPath does count.
+  inWorkspace();
+  await start({ "fimble.serverPath": "", "python.defaultInterpreterPath": "/usr/bin/python3.12" });
+  client = latestClient();
+  assert.deepEqual([client.serverOptions.command, ...client.serverOptions.args], ["/usr/bin/python3.12", "-m", "fimble", "serve"]);
+  for (const d of context.subscriptions) {
+    await d.dispose();
+  }
+  mock.reset();
+  lc.resetClients();
+
+  // The Python extension's interpreter (a workspace can select one): not in Restricted Mode.
+  inWorkspace();
+  mock.setTrusted(false);
+  mock.setPythonExtension("/ws/.venv/bin/python");
+  await start({ "fimble.serverPath": "" });
+  client = latestClient();
+  assert.notEqual(client.serverOptions.command, "/ws/.venv/bin/python");
+  assert.ok(!String(client.serverOptions.command).startsWith("/ws/"));
+  assert.equal(client.serverOptions.args[client.serverOptions.args.length - 1], "serve");
+});
+
+test("trust granted: the server restarts with workspaceTrusted true and the trusted interpreter", async () => {
+  inWorkspace();
+  mock.setTrusted(false);
+  mock.setPythonExtension("/ws/.venv/bin/python");
+  await start({ "fimble.serverPath": "" });
+  const first = latestClient();
+  assert.equal(first.clientOptions.initializationOptions.workspaceTrusted, false);
+  mock.grantTrust();
+  await flush();
+  assert.equal(first.disposed, true);
+  const second = latestClient();
+  assert.notEqual(second, first);
+  assert.equal(second.clientOptions.initializationOptions.workspaceTrusted, true);
+  assert.deepEqual([second.serverOptions.command, ...second.serverOptions.args], ["/ws/.venv/bin/python", "-m", "fimble", "serve"]);
+  assert.ok(mock.recorded.outputLines.some((l) => /trusted now: restarting/.test(l)));
+});
+
+test("Restricted Mode: a program or model inside the workspace is not used, and the user is told once", async () => {
+  inWorkspace();
+  mock.setTrusted(false);
+  await start({
+    "fimble.serverPath": "${workspaceFolder}/.venv/bin/fimble",
+    "fimble.pythonPath": "/usr/bin/python3",
+    "fimble.model": "${workspaceFolder}/models/m.gguf",
+  });
+  const client = latestClient();
+  assert.equal(client.serverOptions.command, "/usr/bin/python3");
+  assert.equal(client.clientOptions.initializationOptions.model, "");
+  assert.ok(mock.recorded.outputLines.some((l) => /not starting fimble\.serverPath \(\/ws\/\.venv\/bin\/fimble\)/.test(l)));
+  await pullConfiguration(client, ["fimble"]);
+  await pullConfiguration(client, ["fimble"]);
+  const warnings = mock.recorded.messages.filter((m) => m.level === "warning" && /fimble\.model/.test(m.text));
+  assert.equal(warnings.length, 1, JSON.stringify(mock.recorded.messages));
+  assert.match(warnings[0].text, /Restricted Mode: not loading fimble\.model \(\/ws\/models\/m\.gguf\).*Trust the workspace/);
+  assert.deepEqual(warnings[0].items, ["Manage Workspace Trust"]);
+});

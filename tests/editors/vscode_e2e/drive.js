@@ -18,6 +18,9 @@
 //   FIMBLE_E2E_SERVER_PATH  the good fimble.serverPath and
 //   FIMBLE_E2E_MODEL        the good fimble.model
 //   FIMBLE_E2E_SETTINGS     the user settings.json, read to know when the Settings editor has saved a change
+//   FIMBLE_E2E_MACHINE_SETTINGS  the remote (machine) settings.json, where machine-scoped settings are saved: a
+//                           code-server window is a remote window, so its Settings editor offers them in the
+//                           "Remote" tab only
 "use strict";
 
 const fs = require("fs");
@@ -27,6 +30,13 @@ const { createRequire } = require("module");
 const env = process.env;
 const nodeModules = env.FIMBLE_E2E_NODE_MODULES || path.join(__dirname, "..", "..", "..", "editor-clients", "vscode", "node_modules");
 const { chromium } = createRequire(path.join(nodeModules, "noop.js"))("playwright-core");
+// The extension's manifest: which settings are machine-scoped.
+const MANIFEST = path.join(__dirname, "..", "..", "..", "editor-clients", "vscode", "package.json");
+const SETTING_SCOPES = Object.fromEntries(
+  Object.entries(JSON.parse(fs.readFileSync(MANIFEST, "utf8")).contributes.configuration.properties).map(
+    ([key, schema]) => [key, schema.scope || "window"],
+  ),
+);
 
 const URL_ = env.FIMBLE_E2E_URL;
 const FILE = env.FIMBLE_E2E_FILE || "main.py";
@@ -223,8 +233,10 @@ async function openSettingsUi(page) {
   await page.locator(`${ACTIVE} .settings-editor`).first().waitFor({ state: "visible", timeout: T });
 }
 
-/** Changes a string setting the way a person does: in the Settings editor. */
+/** Changes a string setting the way a person does: in the Settings editor (a machine-scoped one in its Remote tab). */
 async function setSetting(page, key, value) {
+  const machine = SETTING_SCOPES[key] === "machine";
+  const settingsFile = machine ? env.FIMBLE_E2E_MACHINE_SETTINGS : env.FIMBLE_E2E_SETTINGS;
   const input = page
     .locator(`${ACTIVE} .settings-editor .setting-item-contents[data-key="${key}"] .setting-item-control input`)
     .first();
@@ -233,6 +245,9 @@ async function setSetting(page, key, value) {
     await openSettingsUi(page);
     await page.keyboard.press("Control+A");
     await page.keyboard.type(`@id:${key}`, { delay: 10 });
+    if (machine) {
+      await page.locator(`${ACTIVE} .settings-editor .settings-tabs-widget .action-label`, { hasText: "Remote" }).first().click();
+    }
     try {
       await input.waitFor({ state: "visible", timeout: 15000 });
       break;
@@ -246,12 +261,12 @@ async function setSetting(page, key, value) {
   await input.fill(value);
   await input.press("Tab");
   // The Settings editor writes after a pause: wait for the file before the row goes away.
-  if (env.FIMBLE_E2E_SETTINGS) {
+  if (settingsFile) {
     const end = Date.now() + T;
     for (;;) {
       let current;
       try {
-        current = JSON.parse(fs.readFileSync(env.FIMBLE_E2E_SETTINGS, "utf8"))[key];
+        current = JSON.parse(fs.readFileSync(settingsFile, "utf8"))[key];
       } catch {
         current = undefined; // being written
       }
@@ -264,7 +279,7 @@ async function setSetting(page, key, value) {
       await page.waitForTimeout(200);
     }
   }
-  step("setting changed", { key, value });
+  step("setting changed", { key, value, target: machine ? "remote" : "user" });
 }
 
 async function focusFile(page, editor) {

@@ -6,6 +6,7 @@ function M.check()
   local config = require('fimble.config')
   local fimble = require('fimble')
   local opts = config.options
+  local server = require('fimble.server')
 
   health.start('fimble: Neovim')
   local v = vim.version()
@@ -36,7 +37,7 @@ function M.check()
     health.ok(('server command: %s (%s)'):format(table.concat(opts.cmd, ' '), vim.fn.exepath(exe)))
     -- `fimble --version`: the command up to its `serve` (so `python -m fimble serve` works too).
     local version_cmd = {}
-    for _, arg in ipairs(opts.cmd) do
+    for _, arg in ipairs(server.spawn_cmd(opts.cmd)) do
       if arg == 'serve' then
         break
       end
@@ -45,7 +46,7 @@ function M.check()
     version_cmd[#version_cmd + 1] = '--version'
     local shown = table.concat(version_cmd, ' ')
     local ok, result = pcall(function()
-      return vim.system(version_cmd, { text = true, env = opts.cmd_env }):wait(30000)
+      return vim.system(version_cmd, { text = true, env = opts.cmd_env, cwd = server.process_cwd() }):wait(30000)
     end)
     if not ok then
       health.error('`' .. shown .. '` could not run: ' .. tostring(result))
@@ -87,8 +88,25 @@ function M.check()
     health.info('no model set: the server uses its embedded default model')
   end
 
+  health.start('fimble: trust')
+  health.ok(
+    'no per-project configuration is read: the server command, its environment, model, checkers and URL come '
+      .. 'from your setup() only'
+  )
+  health.ok(('the server runs in %s, never in the project (a project cannot shadow `python -m fimble`)'):format(
+    server.process_cwd()
+  ))
+  local settings = opts.settings or {}
+  if settings.workspaceTrusted == false then
+    health.ok('settings.workspaceTrusted = false: the server runs no git command and no checker')
+  elseif type(settings.fixCheckers) == 'table' and #settings.fixCheckers > 0 then
+    health.info(
+      'settings.fixCheckers run on every project you open, and checkers such as pytest run the project\'s own code; '
+        .. 'for code you do not trust, set settings.workspaceTrusted = false (no git command, no checker)'
+    )
+  end
+
   health.start('fimble: client')
-  local server = require('fimble.server')
   local clients = server.clients()
   if #clients > 0 then
     health.ok(('client running (id %d); last status: %s %s'):format(

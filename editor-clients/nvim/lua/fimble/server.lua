@@ -202,12 +202,37 @@ function M.on_status(_, result, _)
   emit('FimbleStatus', status)
 end
 
+--- The plugin's own folder (three levels above this file): where fimble's processes run.
+local plugin_dir = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h:h')
+
+--- The working directory of every process fimble starts (the server, `:checkhealth`'s `--version`): never the
+--- project. `python -m fimble` puts its working directory first on sys.path, so a project that ships a `fimble/`
+--- package (or a `json.py`) would run its own code; a bare command name is also looked up there on Windows, and
+--- in a relative $PATH entry everywhere. The plugin's folder holds no Python and no programs.
+function M.process_cwd()
+  return plugin_dir
+end
+
+--- `cmd` as it is spawned: a relative program path ('./venv/bin/fimble') made absolute against Neovim's
+--- working directory, where `executable()` found it; a bare name stays a $PATH lookup.
+---@param cmd string[]
+---@return string[]
+function M.spawn_cmd(cmd)
+  local out = vim.deepcopy(cmd)
+  local exe = out[1]
+  local has_dir = exe:find('/', 1, true) or (vim.fn.has('win32') == 1 and exe:find('\\', 1, true))
+  if has_dir then
+    out[1] = vim.fn.fnamemodify(exe, ':p')
+  end
+  return out
+end
+
 local function make_config(bufnr)
   local opts = config.options
   local root = vim.fs.root(bufnr, opts.root_markers or { '.git' }) or vim.fn.getcwd()
   local settings = vim.deepcopy(opts.settings or {})
   local info = { started = os.time(), initialized = false, stopping = false }
-  local real_cmd = vim.deepcopy(opts.cmd)
+  local real_cmd = M.spawn_cmd(opts.cmd)
 
   local handlers = {
     ['fimble/status'] = M.on_status,
@@ -227,7 +252,7 @@ local function make_config(bufnr)
           dispatchers.on_exit(0, 0)
         end,
       })
-      return vim.lsp.rpc.start(real_cmd, wrapped, { cwd = root, env = opts.cmd_env })
+      return vim.lsp.rpc.start(real_cmd, wrapped, { cwd = M.process_cwd(), env = opts.cmd_env })
     end,
     root_dir = root,
     init_options = settings,

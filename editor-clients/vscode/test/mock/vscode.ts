@@ -171,13 +171,41 @@ export const recorded = {
   statusMessages: [] as string[],
 };
 
+/** User settings (flat keys such as "fimble.model"), and the workspace's own `.vscode/settings.json`. */
 let settings: Record<string, unknown> = {};
+let workspaceSettings: Record<string, unknown> = {};
 const configListeners = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
+const trustListeners = new EventEmitter<void>();
 
-/** Replaces all settings (flat keys such as "fimble.model"). */
+/** Replaces all user settings. */
 export function setSettings(values: Record<string, unknown>): void {
   settings = { ...values };
 }
+
+/**
+ * Replaces the workspace settings. Like VS Code, `get()` lets them win over user settings (for every key: the
+ * extension must not rely on VS Code dropping machine-scoped workspace values); `inspect()` tells them apart.
+ */
+export function setWorkspaceSettings(values: Record<string, unknown>): void {
+  workspaceSettings = { ...values };
+}
+
+/** Opens the workspace in Restricted Mode (false) or trusted (true, the default). */
+export function setTrusted(trusted: boolean): void {
+  workspace.isTrusted = trusted;
+}
+
+/** The user trusts the workspace: fires onDidGrantWorkspaceTrust. */
+export function grantTrust(): void {
+  workspace.isTrusted = true;
+  trustListeners.fire();
+}
+
+/** The Python extension, reporting `interpreter` as its active environment (undefined: not installed). */
+export function setPythonExtension(interpreter: string | undefined): void {
+  pythonInterpreter = interpreter;
+}
+let pythonInterpreter: string | undefined;
 
 /** Changes settings and fires onDidChangeConfiguration for the changed keys. */
 export function changeSettings(values: Record<string, unknown>): void {
@@ -205,6 +233,10 @@ export function reset(): void {
   recorded.openedDocuments.length = 0;
   recorded.statusMessages.length = 0;
   settings = {};
+  workspaceSettings = {};
+  workspace.isTrusted = true;
+  workspace.workspaceFolders = undefined;
+  pythonInterpreter = undefined;
   messageAnswer = undefined;
   window.activeTextEditor = undefined;
 }
@@ -214,13 +246,22 @@ function makeConfiguration(section?: string) {
   return {
     get<T>(key: string, defaultValue?: T): T | undefined {
       const k = full(key);
+      if (k in workspaceSettings) {
+        return workspaceSettings[k] as T;
+      }
       return (k in settings ? (settings[k] as T) : defaultValue) as T | undefined;
     },
     has(key: string): boolean {
-      return full(key) in settings;
+      return full(key) in settings || full(key) in workspaceSettings;
     },
-    inspect(key: string) {
-      return { key: full(key), globalValue: settings[full(key)] };
+    inspect<T>(key: string) {
+      return {
+        key: full(key),
+        defaultValue: undefined as T | undefined,
+        globalValue: settings[full(key)] as T | undefined,
+        workspaceValue: workspaceSettings[full(key)] as T | undefined,
+        workspaceFolderValue: undefined as T | undefined,
+      };
     },
     async update(key: string, value: unknown, target?: unknown): Promise<void> {
       recorded.configUpdates.push({ key: full(key), value, target });
@@ -344,6 +385,8 @@ export const window = {
 };
 
 export const workspace = {
+  isTrusted: true,
+  onDidGrantWorkspaceTrust: trustListeners.event,
   workspaceFolders: undefined as { uri: Uri }[] | undefined,
   getConfiguration: (section?: string) => makeConfiguration(section),
   onDidChangeConfiguration: configListeners.event,
@@ -376,5 +419,11 @@ export const languages = {
 };
 
 export const extensions = {
-  getExtension: (): undefined => undefined,
+  getExtension(id: string) {
+    if (id !== "ms-python.python" || pythonInterpreter === undefined) {
+      return undefined;
+    }
+    const path = pythonInterpreter;
+    return { isActive: true, exports: { environments: { getActiveEnvironmentPath: () => ({ path }) } } };
+  },
 };
