@@ -193,7 +193,9 @@ def _prepare(req: FixRequest) -> _Prep:
         definitions = render_snippets(snippets, fence_for(req.language_id), 3000)
     except Exception:  # context is a help, never a reason to fail the fix
         log.exception("definitions for the fix prompt failed")
-    git_diff = req.git_diff if req.git_diff is not None else history.recent_diff(req.file_path, text)
+    git_diff = req.git_diff
+    if git_diff is None:
+        git_diff = history.recent_diff(req.file_path, text, trusted=req.settings.workspace_trusted)
 
     unit_set = {line.strip() for line in unit_text.split("\n")}
     outside = frozenset(
