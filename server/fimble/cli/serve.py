@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from fimble.cli.main import EXIT_USAGE, setup_logging
@@ -25,5 +28,24 @@ def run_serve(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    server.start_io(stdin=sys.stdin.buffer, stdout=protocol_out)
+    with _checkers_end_with_server():
+        server.start_io(stdin=sys.stdin.buffer, stdout=protocol_out)
     return 0
+
+
+@contextlib.contextmanager
+def _checkers_end_with_server() -> Iterator[None]:
+    """Fix checkers and their temporary worktrees go when the server does: on SIGTERM, and when the client closes
+    stdin (start_io returns). SIGTERM then still ends the process as the signal does."""
+    from fimble.agent.checkers import close_all_sandboxes
+
+    def on_term(signum: int, frame: object) -> None:
+        close_all_sandboxes()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        close_all_sandboxes()
