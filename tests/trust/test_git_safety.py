@@ -291,6 +291,8 @@ async def test_server_runs_no_repository_program(hostile: Hostile, tiny_model: P
         await client.stop()
     markdown = explained["markdown"]
     assert "first: helper and its caller" in markdown  # blame found the commit
+    assert "callers in a.py (this file), b.py" in markdown  # git grep found the callers
+    assert fixed["status"] == "verified" and fixed["verifiedBy"][-1] == Path(PY).name, fixed
     assert "caller" in markdown and "b.py" in markdown  # git grep found the callers
     assert checker_out.exists(), fixed  # the checker ran ...
     cwd = Path(checker_out.read_text())
@@ -315,7 +317,7 @@ async def test_untrusted_server_runs_no_git_and_no_checker(tiny_model: Path, tmp
     finally:
         await client.shutdown_session()
         await client.stop()
-    assert "first: helper" not in explained["markdown"]  # no blame
+    assert "first: helper" not in explained["markdown"] and "callers" not in explained["markdown"]  # no blame, grep
     assert not checker_out.exists()
     # The same candidate as in the trusted run reaches the checkers, and the outcome says why they did not run.
     assert fixed["status"] == "failed" and "checkers not run: the workspace is not trusted" in fixed["message"], fixed
