@@ -177,6 +177,27 @@ def test_a_workspace_cannot_shadow_git(hostile: Hostile) -> None:
     assert hostile.ran() == []
 
 
+def test_a_git_too_old_for_config_overrides_is_never_run(hostile: Hostile, tmp_path: Path) -> None:
+    folder = tmp_path / "old-bin"
+    folder.mkdir()
+    old = folder / "git"
+    ran = tmp_path / "old-git-ran"
+    old.write_text(
+        f'#!/bin/sh\nif [ "$1" = version ]; then echo "git version 2.30.9"; exit 0; fi\necho "$*" >> "{ran}"\n'
+    )
+    old.chmod(0o755)
+    code = (
+        "import logging, sys\nfrom pathlib import Path\nfrom fimble.index.gitinfo import GitInfo\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "print(GitInfo.discover(Path(sys.argv[1])), GitInfo.discover(Path(sys.argv[1])))\n"
+    )
+    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([PY, "-c", code, str(hostile.root)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "None None", done.stderr
+    assert done.stderr.count("older than 2.31") == 1  # one log line, however many calls
+    assert not ran.exists()
+
+
 def test_only_fimble_trust_git_runs_git() -> None:
     """No server module imports GitPython or spells a git command line of its own: all of it goes through
     fimble.trust.git, so a new call cannot forget the protections."""
