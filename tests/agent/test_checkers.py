@@ -88,7 +88,7 @@ def test_worktree_has_candidate_and_uncommitted_files_and_is_removed(repo: git.R
     (root / "pkg/a.py").write_text("A = 2\n")
     (root / "pkg/new.py").write_text("N = 1\n")
     (root / "pkg/gone.py").unlink()
-    with Sandbox(root / "pkg/a.py", "a.py") as box:
+    with Sandbox(root / "pkg/a.py", "a.py", trusted=True) as box:
         assert box.kind == "git worktree" and box.rel_path == "pkg/a.py"
         assert (box.root / "pkg/new.py").read_text() == "N = 1\n"
         assert not (box.root / "pkg/gone.py").exists()
@@ -105,7 +105,7 @@ def test_worktree_removed_even_when_checker_fails(repo: git.Repo) -> None:
     root = Path(repo.working_tree_dir or "")
     commit(repo, {"a.py": "x = 1\n"}, "initial")
     try:
-        with Sandbox(root / "a.py", "a.py") as box:
+        with Sandbox(root / "a.py", "a.py", trusted=True) as box:
             box.run(Checker((PY, "-c", "raise SystemExit(1)")), "", 5)
             raise RuntimeError("boom")
     except RuntimeError:
@@ -115,7 +115,7 @@ def test_worktree_removed_even_when_checker_fails(repo: git.Repo) -> None:
 
 def test_outside_a_repository_a_plain_folder_is_used(tmp_path: Path) -> None:
     (tmp_path / "loose.py").write_text("x = 1\n")
-    with Sandbox(tmp_path / "loose.py", "loose.py") as box:
+    with Sandbox(tmp_path / "loose.py", "loose.py", trusted=True) as box:
         assert box.kind == "temporary folder"
         box.write("x = 2\n")
         result = box.run(Checker((PY, "-c", "import sys; print(open(sys.argv[1]).read())", "{file}")), "", 10)
@@ -127,6 +127,6 @@ def test_outside_a_repository_a_plain_folder_is_used(tmp_path: Path) -> None:
 def test_repository_without_commits_falls_back(repo: git.Repo) -> None:
     root = Path(repo.working_tree_dir or "")
     (root / "a.py").write_text("x = 1\n")
-    with Sandbox(root / "a.py", "a.py") as box:
+    with Sandbox(root / "a.py", "a.py", trusted=True) as box:
         assert box.kind == "temporary folder"
     assert worktrees(repo) == []

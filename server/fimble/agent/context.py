@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from fimble.prompt.assemble import Snippet
+from fimble.trust import git as safe_git
+from fimble.trust.git import GitError
 
 if TYPE_CHECKING:
     from fimble.context.engine import ContextEngine
@@ -88,7 +90,7 @@ class EngineContext:
         if root is None or not re.fullmatch(r"[A-Za-z_$][\w$]*", name):
             return ()
         own = engine.rel_path(uri)
-        hits = _grep(root, name)
+        hits = _grep(root, name, trusted=engine.trusted)
         index = engine.index
         out: list[Snippet] = []
         defining = re.compile(rf"\b(def|class|function|fn|func|struct|interface|type)\s+{re.escape(name)}\b")
@@ -110,15 +112,12 @@ class EngineContext:
         return out
 
 
-def _grep(root: Path, name: str) -> list[tuple[str, int, str]]:
+def _grep(root: Path, name: str, *, trusted: bool) -> list[tuple[str, int, str]]:
     """(path, 0-based row, line) of whole-word uses of `name` in tracked and untracked-not-ignored files."""
+    args = ["grep", "-n", "-I", "-w", "--untracked", "--no-color", "--no-textconv", "-e", name, "--", "."]
     try:
-        import git
-
-        out = git.Git(str(root)).grep(
-            "-n", "-I", "-w", "--untracked", "--no-color", "-e", name, "--", ".", kill_after_timeout=GREP_TIMEOUT_S
-        )
-    except Exception as exc:  # not a repository, no match (exit 1), git missing, timeout
+        out = safe_git.run(args, root, trusted=trusted, timeout=GREP_TIMEOUT_S, ok=(0, 1))  # 1: no match
+    except GitError as exc:  # not a repository, git missing, timeout, not trusted
         log.debug("git grep for callers of %s: %s", name, exc)
         return []
     hits: list[tuple[str, int, str]] = []

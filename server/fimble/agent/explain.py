@@ -128,9 +128,10 @@ def gather_context(req: ExplainRequest) -> ExplainContext:
         log.exception("context for the explanation failed")
 
     first, last = selection.lines(text)
-    commits = history.line_commits(req.file_path, text, first + 1, last + 1)
+    trusted = req.settings.workspace_trusted
+    commits = history.line_commits(req.file_path, text, first + 1, last + 1, trusted=trusted)
     if not commits:
-        commits = history.file_log(req.file_path)
+        commits = history.file_log(req.file_path, trusted=trusted)
     return ExplainContext(
         selection, scope, scope_text, definition_names, definitions_text, caller_paths, callers_text, commits
     )

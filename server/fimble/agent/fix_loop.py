@@ -26,7 +26,7 @@ from typing import Any, Literal
 import tree_sitter
 
 from fimble.agent import history
-from fimble.agent.checkers import Checker, Sandbox, checkers_from_settings
+from fimble.agent.checkers import Checker, Sandbox, SandboxError, checkers_from_settings, to_daemon_thread
 from fimble.agent.context import CodeContext, NoContext, render_snippets
 from fimble.agent.diagnostics import (
     Problem,
@@ -42,6 +42,7 @@ from fimble.model.backend import CancelToken, GenerationParams, GenerationResult
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.prompt.assemble import comment_prefix
 from fimble.settings import Settings
+from fimble.trust.git import UNTRUSTED
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,9 @@ def _prepare(req: FixRequest) -> _Prep:
         definitions = render_snippets(snippets, fence_for(req.language_id), 3000)
     except Exception:  # context is a help, never a reason to fail the fix
         log.exception("definitions for the fix prompt failed")
-    git_diff = req.git_diff if req.git_diff is not None else history.recent_diff(req.file_path, text)
+    git_diff = req.git_diff
+    if git_diff is None:
+        git_diff = history.recent_diff(req.file_path, text, trusted=req.settings.workspace_trusted)
 
     unit_set = {line.strip() for line in unit_text.split("\n")}
     outside = frozenset(
@@ -471,10 +474,20 @@ def _same_unrelated_error(err: SyntaxError | str, prep: _Prep, old_text: str, ne
 
 def _run_checkers(req: FixRequest, new_text: str, checkers: Sequence[Checker], deadline: float) -> list[Check]:
     timeout_s = req.settings.checker_timeout_ms / 1000
+    label = ", ".join(c.label for c in checkers)
+    if not req.settings.workspace_trusted:
+        return [Check(label, False, f"checkers not run: {UNTRUSTED}", verifies=True, fatal=True)]
     out: list[Check] = []
-    # One sandbox per attempt, created and removed by this thread: a cancelled request cannot leave it behind.
-    with Sandbox(req.file_path, req.path) as sandbox:
-        sandbox.write(new_text)
+    try:
+        # One sandbox per attempt, created and removed by this thread: a cancelled request cannot leave it behind.
+        sandbox = Sandbox(req.file_path, req.path, trusted=req.settings.workspace_trusted)
+    except SandboxError as exc:
+        return [Check(label, False, f"the fix could not be checked: {exc}", verifies=True, fatal=True)]
+    with sandbox:
+        try:
+            sandbox.write(new_text)
+        except (SandboxError, OSError) as exc:
+            return [Check(label, False, f"the fix could not be checked: {exc}", verifies=True, fatal=True)]
         for checker in checkers:
             remaining = deadline - time.monotonic()
             if remaining < 0.5:
@@ -572,7 +585,8 @@ async def run_fix(
         if trimmed and gen.stop_reason == "length":
             gen.stop_reason = "stop"  # what was cut off was past the unit, not part of it
         t1 = time.monotonic()
-        checks = await asyncio.to_thread(_check, req, prep, candidate, gen, list(attempts), checkers, deadline)
+        # A daemon thread: a checker still running when the client goes away must not hold up the server's exit.
+        checks = await to_daemon_thread(_check, req, prep, candidate, gen, list(attempts), checkers, deadline)
         attempt = Attempt(
             number, candidate, checks, gen.stop_reason, gen_ms, (time.monotonic() - t1) * 1000, len(built.ids)
         )

@@ -1,6 +1,7 @@
-"""What git knows about a file, through GitPython: the recent diff of the buffer against HEAD (fix prompts) and the
-last commits that touched some lines (explanations). Blocking: call from a thread. Every git command has a timeout,
-and any failure (no repository, untracked file, git missing) just means no history."""
+"""What git knows about a file: the recent diff of the buffer against HEAD (fix prompts) and the last commits that
+touched some lines (explanations). Blocking: call from a thread. Git runs through `fimble.trust.git` (the
+repository's own programs disabled, nothing at all for an untrusted workspace), every command has a timeout, and any
+failure (no repository, untracked file, git missing, not trusted) just means no history."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import git
+from fimble.trust import git as safe_git
+from fimble.trust.git import GitError
 
 log = logging.getLogger(__name__)
 
@@ -33,46 +35,36 @@ class Commit:
         return f"{self.short} {self.date} {self.subject}"
 
 
-def _repo_and_rel(path: Path) -> tuple[git.Repo, str] | None:
-    try:
-        repo = git.Repo(path.parent, search_parent_directories=True)
-    except Exception:
-        return None
-    top = Path(repo.working_tree_dir or "")
-    try:
-        rel = path.resolve().relative_to(top.resolve()).as_posix()
-    except ValueError:
-        repo.close()
-        return None
-    return repo, rel
-
-
-def repo_root(path: Path) -> Path | None:
-    """The working tree holding `path`, or None outside a repository."""
-    try:
-        repo = git.Repo(path.resolve().parent, search_parent_directories=True)
-    except Exception:
+def _repo_and_rel(path: Path, trusted: bool) -> tuple[Path, str] | None:
+    """The working tree holding the file `path`, and the file's path in it."""
+    top = safe_git.toplevel(path.parent, trusted=trusted)
+    if top is None:
         return None
     try:
-        return Path(repo.working_tree_dir).resolve() if repo.working_tree_dir else None
-    finally:
-        repo.close()
+        rel = path.resolve().relative_to(top).as_posix()
+    except (ValueError, OSError):
+        return None
+    return top, rel
 
 
-def recent_diff(path: Path | None, buffer_text: str, max_lines: int = 80) -> str:
+def repo_root(path: Path, *, trusted: bool) -> Path | None:
+    """The working tree holding `path`, or None outside a repository (or without trust)."""
+    return safe_git.toplevel(path.resolve().parent, trusted=trusted)
+
+
+def recent_diff(path: Path | None, buffer_text: str, *, trusted: bool, max_lines: int = 80) -> str:
     """Unified diff of the file at HEAD against the editor's text: what the user changed recently."""
     if path is None:
         return ""
-    found = _repo_and_rel(path)
+    found = _repo_and_rel(path, trusted)
     if found is None:
         return ""
-    repo, rel = found
+    top, rel = found
     try:
-        head = repo.git.show(f"HEAD:{rel}", kill_after_timeout=GIT_TIMEOUT_S, strip_newline_in_stdout=False)
-    except Exception:
+        # The blob as stored: cat-file applies no textconv and no filter.
+        head = safe_git.run(["cat-file", "blob", f"HEAD:{rel}"], top, trusted=trusted, timeout=GIT_TIMEOUT_S)
+    except GitError:
         return ""  # untracked, or no commit yet
-    finally:
-        repo.close()
     lines = list(
         difflib.unified_diff(head.splitlines(), buffer_text.splitlines(), f"a/{rel}", f"b/{rel}", n=2, lineterm="")
     )
@@ -81,7 +73,9 @@ def recent_diff(path: Path | None, buffer_text: str, max_lines: int = 80) -> str
     return "\n".join(lines)
 
 
-def line_commits(path: Path | None, buffer_text: str, first: int, last: int, limit: int = 5) -> list[Commit]:
+def line_commits(
+    path: Path | None, buffer_text: str, first: int, last: int, *, trusted: bool, limit: int = 5
+) -> list[Commit]:
     """The commits that last touched lines first..last (1-based, inclusive) of the editor's text, newest first.
 
     Blame runs on the buffer (`--contents`), so line numbers match what the user sees even with unsaved edits;
@@ -89,24 +83,22 @@ def line_commits(path: Path | None, buffer_text: str, first: int, last: int, lim
     """
     if path is None:
         return []
-    found = _repo_and_rel(path)
+    found = _repo_and_rel(path, trusted)
     if found is None:
         return []
-    repo, rel = found
+    top, rel = found
     fd, tmp = tempfile.mkstemp(prefix="fimble-blame-", suffix=".txt")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(buffer_text)
-        out = repo.git.blame(
-            "--porcelain", f"-L{first},{last}", "--contents", tmp, "--", rel, kill_after_timeout=GIT_TIMEOUT_S
-        )
-    except Exception as exc:
+        args = ["blame", "--porcelain", "--no-textconv", f"-L{first},{last}", "--contents", tmp, "--", rel]
+        out = safe_git.run(args, top, trusted=trusted, timeout=GIT_TIMEOUT_S)
+    except (GitError, OSError) as exc:
         log.debug("git blame failed for %s: %s", rel, exc)
         return []
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        repo.close()
     return _parse_porcelain(out)[:limit]
 
 
@@ -135,20 +127,19 @@ def _parse_porcelain(out: str) -> list[Commit]:
     return [c for _, c in commits]
 
 
-def file_log(path: Path | None, limit: int = 3) -> list[Commit]:
+def file_log(path: Path | None, *, trusted: bool, limit: int = 3) -> list[Commit]:
     """The last commits that touched the file (git log), for when blame has nothing committed to say."""
     if path is None:
         return []
-    found = _repo_and_rel(path)
+    found = _repo_and_rel(path, trusted)
     if found is None:
         return []
-    repo, rel = found
+    top, rel = found
     try:
-        out = repo.git.log(f"-n{limit}", "--format=%H%x09%cs%x09%an%x09%s", "--", rel, kill_after_timeout=GIT_TIMEOUT_S)
-    except Exception:
+        args = ["log", f"-n{limit}", "--no-textconv", "--no-ext-diff", "--format=%H%x09%cs%x09%an%x09%s", "--", rel]
+        out = safe_git.run(args, top, trusted=trusted, timeout=GIT_TIMEOUT_S)
+    except GitError:
         return []
-    finally:
-        repo.close()
     commits = []
     for line in out.splitlines():
         parts = line.split("\t", 3)

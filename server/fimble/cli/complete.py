@@ -60,10 +60,10 @@ CLI_INDEX_SECONDS = 8.0
 CLI_INDEX_MAX_FILES = 5000
 
 
-def workspace_root(path: Path) -> Path:
+def workspace_root(path: Path, *, trusted: bool) -> Path:
     """The git work tree holding `path`, else its folder."""
     folder = path.resolve().parent
-    git = GitInfo.discover(folder)
+    git = GitInfo.discover(folder, trusted=trusted)
     return git.repo_root if git is not None else folder
 
 
@@ -79,7 +79,10 @@ def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     try:
         runtime.load(settings)  # loads on the runtime's thread while the repository is indexed here
         if settings.context_sources:
-            engine = ContextEngine(workspace_root(path), max_files=CLI_INDEX_MAX_FILES)
+            trusted = settings.workspace_trusted
+            engine = ContextEngine(
+                workspace_root(path, trusted=trusted), max_files=CLI_INDEX_MAX_FILES, trusted=trusted
+            )
             rel = engine.rel_path(doc.uri) or path.name
             t0 = time.monotonic()
             engine.index_now(time_limit=CLI_INDEX_SECONDS, near=rel)

@@ -46,14 +46,14 @@ def run_explain(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     start = doc.offset_at(first - 1, 0)
     end = doc.offset_at(last - 1, len(doc.line(last - 1)))
     settings = Settings.from_env().merged(overrides)
-    root = repo_root(path) or path.resolve().parent
+    root = repo_root(path, trusted=settings.workspace_trusted) or path.resolve().parent
     rel = path.resolve().relative_to(root).as_posix() if path.resolve().is_relative_to(root) else path.name
     engine = None
     context: CodeContext = NoContext()
     if settings.context_sources:
         from fimble.context.engine import ContextEngine
 
-        engine = ContextEngine(root, max_files=CLI_INDEX_MAX_FILES)
+        engine = ContextEngine(root, max_files=CLI_INDEX_MAX_FILES, trusted=settings.workspace_trusted)
         engine.index_now(time_limit=CLI_INDEX_SECONDS, near=rel)
         context = EngineContext(engine)
     request = ExplainRequest(

@@ -76,10 +76,13 @@ class ContextEngine:
         *,
         cache_file: Path | bool | None = True,
         max_files: int = MAX_FILES,
+        trusted: bool = True,
     ) -> None:
         """`root`: the workspace folder (None: single files, no index). `cache_file`: True for the user cache dir,
-        False/None for no persistence, or a path."""
+        False/None for no persistence, or a path. `trusted`: False for a workspace the editor does not trust, where
+        no git command runs (files are listed by walking the folder instead)."""
         self.root = root.resolve() if root is not None else None
+        self.trusted = trusted
         self._cache_file = cache_file
         self.max_files = max_files
         self.trees = SyntaxTrees()
@@ -143,7 +146,7 @@ class ContextEngine:
         self._setup_done = True
         if self.root is None or not self.root.is_dir():
             return
-        self.git = GitInfo.discover(self.root)
+        self.git = GitInfo.discover(self.root, trusted=self.trusted)
         if self._cache_file is True:
             cache: Path | None = default_cache_file(self.root)
         elif isinstance(self._cache_file, Path):

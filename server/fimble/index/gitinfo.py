@@ -1,8 +1,9 @@
-"""What git knows about a workspace, through GitPython: root, ignore rules, uncommitted hunks, co-change history.
+"""What git knows about a workspace: root, ignore rules, uncommitted hunks, co-change history.
 
-Every call can fail (no git binary, a bare or corrupt repository, a huge history); each method then returns an empty
-answer and the engine degrades to what it can do without git. Calls run git subprocesses, so they belong on the
-indexing thread, never on the keystroke path.
+Every call can fail (no git binary, a bare or corrupt repository, a huge history, an untrusted workspace); each
+method then returns an empty answer and the engine degrades to what it can do without git. Calls run git
+subprocesses through `fimble.trust.git` (the repository's own programs disabled), so they belong on the indexing
+thread, never on the keystroke path.
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from fimble.trust import git as safe_git
+from fimble.trust.git import GitError
 
 log = logging.getLogger(__name__)
-
-try:  # GitPython raises ImportError at import time when no git executable is found
-    import git as _git
-
-    _GIT_ERRORS: tuple[type[Exception], ...] = (_git.GitError, OSError, ValueError)
-except ImportError:  # pragma: no cover - depends on the machine
-    _git = None  # type: ignore[assignment]
-    _GIT_ERRORS = (OSError, ValueError)
-# A repository without commits has no HEAD: GitPython raises ValueError for that.
-_HEAD_ERRORS: tuple[type[Exception], ...] = (*_GIT_ERRORS, AttributeError)
 
 MAX_COMMITS = 400
 MAX_FILES_PER_COMMIT = 24  # sweeping commits (renames, formatting) say nothing about which files belong together
@@ -45,34 +38,33 @@ class Hunk:
 
 class GitInfo:
     """Git facts for a workspace folder, which may be the repository root or any folder inside it: commands run in
-    the folder and paths are relative to it (`--relative`), so opening a subfolder of a monorepo indexes only it."""
+    the folder and paths are relative to it (`--relative`), so opening a subfolder of a monorepo indexes only it.
+    Only `discover` makes one, and only for a trusted workspace."""
 
-    def __init__(self, repo: Any, cwd: Path) -> None:
-        self._repo = repo
-        self._cmd = _git.cmd.Git(str(cwd))
+    def __init__(self, cwd: Path, repo_root: Path, trusted: bool) -> None:
         self.root = cwd
-        self.repo_root = Path(repo.working_tree_dir).resolve()
+        self.repo_root = repo_root
+        self.trusted = trusted
 
     @staticmethod
-    def discover(path: Path) -> GitInfo | None:
-        """Git for the folder `path`, or None (not in a repository, bare, broken, or no git executable)."""
-        if _git is None:
+    def discover(path: Path, *, trusted: bool = True) -> GitInfo | None:
+        """Git for the folder `path`, or None (not trusted, not in a repository, bare, broken, or no usable git)."""
+        if not trusted:
             return None
-        try:
-            repo = _git.Repo(path, search_parent_directories=True)
-            if repo.bare or repo.working_tree_dir is None:
-                return None
-            repo.git.rev_parse("--git-dir")  # a corrupt .git fails here rather than later
-            return GitInfo(repo, path.resolve())
-        except _GIT_ERRORS as exc:
-            log.info("no usable git repository at %s: %s", path, exc)
+        top = safe_git.toplevel(path, trusted=trusted)
+        if top is None:
+            log.info("no usable git repository at %s", path)
             return None
+        return GitInfo(path.resolve(), top, trusted)
+
+    def _git(self, *args: str, ok: tuple[int, ...] = (0,), stdin: bytes | None = None) -> str:
+        return safe_git.run(args, self.root, trusted=self.trusted, ok=ok, stdin=stdin)
 
     def list_files(self) -> list[str] | None:
         """Tracked and untracked files that are not ignored (.gitignore, info/exclude, global excludes)."""
         try:
-            out: str = self._cmd.ls_files("-z", "--cached", "--others", "--exclude-standard")
-        except _GIT_ERRORS as exc:
+            out = self._git("ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        except GitError as exc:
             log.warning("git ls-files failed: %s", exc)
             return None
         seen: set[str] = set()
@@ -88,26 +80,38 @@ class GitInfo:
         if not rel_paths:
             return set()
         try:
-            out: str = self._cmd.check_ignore(*rel_paths)
-        except _GIT_ERRORS as exc:
-            if getattr(exc, "status", None) == 1:  # check-ignore's "none of them is ignored"
-                return set()
+            # Exit 1 is check-ignore's "none of them is ignored".
+            paths = "".join(f"{rel}\0" for rel in rel_paths).encode("utf-8", "surrogateescape")
+            out = self._git("check-ignore", "-z", "--stdin", ok=(0, 1), stdin=paths)
+        except GitError as exc:
             log.warning("git check-ignore failed: %s", exc)
             return set(rel_paths)
-        return {line.strip() for line in out.splitlines() if line.strip()}
+        return {rel for rel in out.split("\0") if rel}
 
     def head(self) -> str | None:
+        """The commit HEAD names; None in a repository without commits."""
         try:
-            return str(self._repo.head.commit.hexsha)
-        except _HEAD_ERRORS:
+            out = self._git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1))
+        except GitError:
             return None
+        return out.strip() or None
 
     def diff_hunks(self) -> dict[str, list[Hunk]]:
         """Uncommitted changes (staged and not) per file; against the index when there is no commit yet."""
-        args = ["--relative", "--no-color", "--no-ext-diff", "--unified=3", "--diff-filter=AM"]
+        # Prefixes spelled out: a repository's diff.noprefix or diff.mnemonicPrefix would change what parse_diff reads.
+        args = [
+            "--relative",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--unified=3",
+            "--diff-filter=AM",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+        ]
         try:
-            text = self._cmd.diff("HEAD", *args) if self.head() else self._cmd.diff(*args)
-        except _GIT_ERRORS as exc:
+            text = self._git("diff", "HEAD", *args) if self.head() else self._git("diff", *args)
+        except GitError as exc:
             log.info("git diff failed: %s", exc)
             return {}
         return parse_diff(text)
@@ -117,8 +121,9 @@ class GitInfo:
         if self.head() is None:
             return {}
         try:
-            text = self._cmd.log(f"-n{max_commits}", "--no-merges", "--relative", "--name-only", "--format=%x1e")
-        except _GIT_ERRORS as exc:
+            args = ["--no-merges", "--relative", "--name-only", "--no-textconv", "--no-ext-diff", "--format=%x1e"]
+            text = self._git("log", f"-n{max_commits}", *args)
+        except GitError as exc:
             log.info("git log failed: %s", exc)
             return {}
         return parse_co_changes(text)

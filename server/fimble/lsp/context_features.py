@@ -57,7 +57,7 @@ async def start(server: FimbleServer) -> ContextEngine:
     """Create the engine (once), attach it to the documents, index with progress, and watch files."""
     if server.context_engine is not None:
         return server.context_engine
-    engine = ContextEngine(server.root)
+    engine = ContextEngine(server.root, trusted=server.settings.workspace_trusted)  # untrusted: no git
     engine.attach(server.store)
     server.context_engine = engine
     atexit.register(engine.close)

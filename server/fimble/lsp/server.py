@@ -21,6 +21,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from fimble import __version__
+from fimble.agent.checkers import close_all_sandboxes
 from fimble.completion.cache import CompletionCache
 from fimble.completion.filters import Suggestion
 from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete, warm
@@ -165,9 +166,10 @@ class FimbleServer(LanguageServer):
         return run_connection(self, inp, out, self.close)
 
     def close(self) -> None:
-        """What must not outlive the connection: running generations are told to stop and the index is saved.
-        Nothing here waits for the model: the process exits next."""
+        """What must not outlive the connection: running generations are told to stop, fix checkers and their
+        temporary worktrees go, and the index is saved. Nothing here waits for the model: the process exits next."""
         self.runtime.cancel_all()
+        close_all_sandboxes()
         engine = self.context_engine
         if engine is not None:
             try:
