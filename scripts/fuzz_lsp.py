@@ -86,7 +86,9 @@ class Wire:
             if "method" in msg and "id" in msg:  # a request from the server
                 reply = self.answer_server(msg)
                 if reply is not None:
-                    self.send_raw(reply)
+                    # Not from this thread: the main thread may hold the pipe while the server waits for us to
+                    # read what it writes.
+                    threading.Thread(target=self.send_raw, args=(reply,), daemon=True).start()
                 continue
             with self._cond:
                 if "id" in msg and "method" not in msg:
