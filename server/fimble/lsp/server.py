@@ -6,6 +6,7 @@ Each handler translates protocol to a plain call (`fimble.completion.pipeline.co
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -90,8 +91,14 @@ class FimbleServer(LanguageServer):
     # -- settings ----------------------------------------------------------------------------------------
     def _compose_settings(self) -> Settings:
         settings = Settings.from_env()
-        for layer in (self.init_options, self.workspace_settings, self.cli_overrides):
+        layers = (self.init_options, self.workspace_settings, self.cli_overrides)
+        for layer in layers:
             settings = settings.merged(layer)
+        # Trust only goes down: a later layer (workspace/configuration, which some clients fill from files in the
+        # workspace) must not switch it back on after the client said the workspace is not trusted.
+        if any(Settings().merged({"workspaceTrusted": layer.get("workspaceTrusted")}).workspace_trusted is False
+               for layer in layers if isinstance(layer.get("workspaceTrusted"), bool)):  # fmt: skip
+            settings = dataclasses.replace(settings, workspace_trusted=False)
         return settings
 
     def update_settings(self) -> bool:
