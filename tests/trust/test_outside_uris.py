@@ -226,3 +226,42 @@ async def fix_once(lsp: LanguageClient, uri: str, version: int) -> None:
     assert outcome["status"] == "verified", outcome
     assert "outside the workspace folders" in outcome["message"]
     assert resolved.edit is not None
+
+
+async def test_workspace_folders_follow_did_change_workspace_folders(tiny_fim_model: Path, tmp_path: Path) -> None:
+    ws, other = tmp_path / "ws", tmp_path / "other"
+    (ws).mkdir()
+    (other / "sub").mkdir(parents=True)
+    uri = (other / "sub" / "b.py").as_uri()
+    client, _ = await start_client(model=tiny_fim_model, root=ws, env={"FIMBLE_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        open_doc(client, uri, "def b():\n    return 1\n")
+
+        async def named() -> str:
+            result = await client.protocol.send_request_async(
+                "fimble/debugPrompt", {"textDocument": {"uri": uri}, "position": {"line": 1, "character": 4}}
+            )
+            prompt = str(result.prompt)
+            return "sub/b.py" if "sub/b.py" in prompt else "b.py" if "b.py" in prompt else prompt
+
+        assert await named() == "b.py"  # outside the one folder: the file name alone
+        folder = types.WorkspaceFolder(uri=other.as_uri(), name="other")
+        client.workspace_did_change_workspace_folders(
+            types.DidChangeWorkspaceFoldersParams(event=types.WorkspaceFoldersChangeEvent(added=[folder], removed=[]))
+        )
+        await wait_until_async(named, "sub/b.py")
+        client.workspace_did_change_workspace_folders(
+            types.DidChangeWorkspaceFoldersParams(event=types.WorkspaceFoldersChangeEvent(added=[], removed=[folder]))
+        )
+        await wait_until_async(named, "b.py")
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def wait_until_async(get: Callable[[], Any], expected: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await get()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {got!r}, expected {expected!r}")
+        await asyncio.sleep(0.05)
