@@ -36,6 +36,7 @@ from fimble.context.tokens import TokenEstimator
 from fimble.documents import DocumentStore
 from fimble.index.gitinfo import GitInfo
 from fimble.index.workspace import WorkspaceIndex
+from fimble.trust.files import atomic_write_text
 
 PACKAGES = ("mypy", "numpy", "hypothesis", "pydantic", "pydantic_core", "fastapi", "pygls", "lsprotocol", "git")
 DEFAULT_FILE = "numpy/lib/_function_base_impl.py"
@@ -269,7 +270,7 @@ def main() -> int:
 
         report(results)
         if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
+            atomic_write_text(args.json, json.dumps(results, indent=2))
         print(json.dumps(results))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

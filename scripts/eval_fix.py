@@ -41,6 +41,7 @@ from fimble.agent.diagnostics import Problem, python_compile_error, syntax_probl
 from fimble.agent.fix_loop import FixRequest, run_fix
 from fimble.model.runtime import ModelRuntime
 from fimble.settings import Settings
+from fimble.trust.files import atomic_write_text
 
 DATA = Path("/work/shared/data/humaneval-infilling/HumanEval-RandomSpanInfillingLight.jsonl.gz")
 KINDS = ("colon", "paren", "keyword", "name")
@@ -338,7 +339,7 @@ def main() -> int:
     print(f"model: {report['model']}; {report['summary']['overall'].get('cases', 0)} cases; seed {args.seed}")
     print(table(report["summary"]))
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        atomic_write_text(args.out, json.dumps(report, indent=2))
         print(f"JSON: {args.out}")
     return 0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend, gpu_offload_supported
 from fimble.settings import Settings
+from fimble.trust.files import atomic_write_text
 
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
@@ -104,7 +105,7 @@ def main() -> int:
     print(f"llama.cpp offloaded layers: {report['llama_cpp_offloaded_layers']}; same text: {report['same_text']}")
     print(json.dumps(report, indent=2))
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2))
+        atomic_write_text(args.out, json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from fimble.prompt.assemble import Snippet
 from fimble.trust import git as safe_git
 from fimble.trust.git import GitError
+from fimble.trust.paths import confine
 
 if TYPE_CHECKING:
     from fimble.context.engine import ContextEngine
@@ -97,8 +98,10 @@ class EngineContext:
         for rel, row, line in hits:
             if len(out) >= MAX_CALLERS:
                 break
-            if defining.search(line) or _IMPORT.match(line) or not engine.allowed(rel):
-                continue  # the definition, an import, or a file that must not reach the model (ignored, too big)
+            if defining.search(line) or _IMPORT.match(line) or not engine.allowed(rel) or confine(root, rel) is None:
+                # the definition, an import, or a file that must not reach the model (ignored, too big, or leading
+                # outside the workspace through a symlinked directory)
+                continue
             caller = ""
             if index is not None:
                 around = [s for s in index.symbols_in(rel) if s.line <= row <= max(s.end_line, s.line)]

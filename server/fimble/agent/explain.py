@@ -47,6 +47,7 @@ class ExplainRequest:
     file_path: Path | None = None
     context: CodeContext = field(default_factory=NoContext)
     max_tokens: int = EXPLAIN_MAX_TOKENS
+    note: str = ""  # why some context is missing (a file outside the workspace), for the context line
 
 
 @dataclass
@@ -59,6 +60,7 @@ class ExplainContext:
     callers: list[str]  # paths
     callers_text: str
     commits: list[history.Commit]
+    note: str = ""
 
 
 @dataclass
@@ -133,7 +135,7 @@ def gather_context(req: ExplainRequest) -> ExplainContext:
     if not commits:
         commits = history.file_log(req.file_path, trusted=trusted)
     return ExplainContext(
-        selection, scope, scope_text, definition_names, definitions_text, caller_paths, callers_text, commits
+        selection, scope, scope_text, definition_names, definitions_text, caller_paths, callers_text, commits, req.note
     )
 
 
@@ -207,7 +209,10 @@ def footer(ctx: ExplainContext) -> str:
         used.append(f"{len(ctx.callers)} caller{'s' if len(ctx.callers) != 1 else ''} in " + ", ".join(paths[:4]))
     if ctx.commits:
         used.append("commits " + "; ".join(f"`{c.short}` {c.date} {c.subject}" for c in ctx.commits[:5]))
-    return "\n\n---\n_Context: " + (". ".join(used) if used else "the selected code only") + "._\n"
+    parts = used or ["the selected code only"]
+    if ctx.note:
+        parts.append(ctx.note[0].upper() + ctx.note[1:])
+    return "\n\n---\n_Context: " + ". ".join(parts) + "._\n"
 
 
 REPEAT_HOLD = 80  # characters held back from the stream, so a repeated sentence can usually still be cut

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
 from fimble.context.ring import CHUNK_LINES, Ring
@@ -35,6 +35,7 @@ from fimble.prompt.assemble import Snippet
 from fimble.syntax.languages import grammar_name
 from fimble.syntax.specs import spec_for
 from fimble.syntax.trees import SyntaxTrees, byte_offset, parse_text, uri_path
+from fimble.trust.paths import NO_FOLDERS, OnceLog, WorkspaceFolders, file_name
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class ContextEngine:
         self._seen: set[str] = set()
         self._checking: set[str] = set()
         self._rel_cache: dict[str, str] = {}
+        self._folder = WorkspaceFolders.from_paths([self.root]) if self.root is not None else NO_FOLDERS
+        self._outside_log = OnceLog(log)
         self._setup_done = False
         self.last_build: BuildStats | None = None
         # Per document: the snippets its last few prompts held, newest first, and each source's last answer (see
@@ -204,30 +207,30 @@ class ContextEngine:
 
     # -- events --------------------------------------------------------------------------------------------
     def rel_path(self, uri: str) -> str | None:
-        """Path relative to the workspace root, '/'-separated; None outside the root (or without one)."""
+        """Path relative to the workspace root, '/'-separated, of where the URI really leads (`..` applied, symlinks
+        followed: the editor may name the folder through a symlink); None when that is outside the root (or there
+        is no root). Every disk read the engine does for a URI goes through this."""
         if self.root is None or not uri:
             return None
         cached = self._rel_cache.get(uri)
         if cached is not None:
             return cached or None
-        path = Path(uri_path(uri)) if uri.startswith("file:") else Path(uri)
-        rel = ""
-        if path.is_absolute():
-            try:
-                rel = path.relative_to(self.root).as_posix()
-            except ValueError:
-                try:  # the editor may name the folder through a symlink
-                    rel = path.resolve().relative_to(self.root).as_posix()
-                except (ValueError, OSError):
-                    rel = ""
-        rel = "" if rel == "." else rel
+        found = self._folder.locate(uri) if uri.startswith("file:") else self._folder.locate_path(Path(uri))
+        rel = found.rel if found is not None else ""
         if len(self._rel_cache) > 4096:
             self._rel_cache.clear()
         self._rel_cache[uri] = rel
         return rel or None
 
-    def on_saved(self, uri: str) -> None:
+    def _inside(self, uri: str) -> str | None:
+        """`rel_path` for a notification: an outside URI is ignored, said once in the log."""
         rel = self.rel_path(uri)
+        if rel is None and self.root is not None:
+            self._outside_log(uri, "ignoring %.300s: not a file inside the workspace folder %s", uri, self.root)
+        return rel
+
+    def on_saved(self, uri: str) -> None:
+        rel = self._inside(uri)
         self._capture_pending(uri)
         if rel is None:
             return
@@ -235,7 +238,7 @@ class ContextEngine:
         self._worker.submit(lambda: self._update_paths([rel]))
 
     def on_files_changed(self, uris: Sequence[str]) -> None:
-        rels = [r for r in (self.rel_path(u) for u in uris) if r is not None]
+        rels = [r for r in (self._inside(u) for u in uris) if r is not None]
         if rels:
             self._worker.start()
             self._worker.submit(lambda: self._update_paths(rels))
@@ -337,7 +340,7 @@ class ContextEngine:
         rel = self.rel_path(doc.uri)
         if rel is None and self.root is not None:
             return  # outside the workspace: no ignore rules can vouch for it
-        path = rel if rel is not None else PurePosixPath(uri_path(doc.uri)).name
+        path = rel if rel is not None else file_name(doc.uri)
         self.ring.add(path, doc.uri, start, text)
 
     def allowed(self, rel: str) -> bool:

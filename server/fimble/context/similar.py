@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fimble.context.base import lines_back
 from fimble.index.files import read_source
+from fimble.trust.paths import confine, resolve
 
 CHUNK_LINES = 12  # also the number of lines before the cursor that make the query
 CHUNK_STRIDE = 4
@@ -102,6 +103,7 @@ class ChunkCache:
 
     def __init__(self, root: Path | None, max_files: int = CACHED_FILES) -> None:
         self.root = root
+        self._real_root = resolve(root) if root is not None else None  # what every read is confined to
         self.max_files = max_files
         self._files: OrderedDict[str, tuple[int, int, list[CodeChunk]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -124,10 +126,11 @@ class ChunkCache:
 
     def chunks(self, rel: str) -> list[CodeChunk]:
         """The file's chunks, read now if it changed on disk (empty for a missing, binary, generated or oversized
-        file). Does I/O: for the background worker and one-off requests."""
-        if self.root is None:
+        file, or one whose path leads outside the root). Does I/O: for the background worker and one-off requests."""
+        root = self._real_root
+        path = confine(root, rel) if root is not None else None
+        if root is None or path is None:
             return []
-        path = self.root / rel
         try:
             st = path.stat()
         except OSError:
@@ -138,7 +141,7 @@ class ChunkCache:
             if hit is not None and hit[:2] == stamp:
                 self._files.move_to_end(rel)
                 return hit[2]
-        data = read_source(path)
+        data = read_source(root, rel)
         found = chunk_text(rel, data.decode("utf-8", "replace")) if data is not None else []
         with self._lock:
             self.version += 1

@@ -30,6 +30,7 @@ from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, 
 from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
 from fimble.settings import Settings
 from fimble.syntax.languages import get_parser
+from fimble.trust.files import atomic_write_text
 
 CONTEXT_OFF = "none"
 
@@ -133,7 +134,7 @@ def run_humaneval(
             text, offset = task.document()
             rel = f"{task.entry_point}.py"
             # The file exists on disk, as an editor's file would, for context sources that read the workspace.
-            (root / rel).write_text(text, encoding="utf-8")
+            atomic_write_text(root / rel, text)
             result = engine.complete(root, rel, text, offset, settings)
             engine.drop_context(root)  # each task is its own one-file workspace
             answer = humaneval.candidate(suite, result.text)
@@ -346,7 +347,7 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             f"{versus['less_likely']} (teacher-forced log-probability)"
         )
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(args.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -45,6 +45,7 @@ from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.settings import Settings
 from fimble.syntax.languages import get_parser
+from fimble.trust.files import atomic_write_text
 
 # Targets from the keystroke-loop issue, relative to the cold bare-llama.cpp time of the same requests.
 TARGET_P50_RATIO = 0.3
@@ -882,7 +883,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summary": summary,
             "requests": [_request_json(r, args.keep_prompts) for r in session.requests],
         }
-        Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(args.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

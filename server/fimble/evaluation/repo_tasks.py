@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from fimble.errors import FimbleError
+from fimble.trust.files import atomic_write_text
 
 DEFAULT_PACKAGES = ("pygls", "lsprotocol", "_pytest", "gitdb")
 MAX_TASKS_PER_FILE = 2  # spread a short run over many files instead of one file's habits
@@ -344,8 +345,8 @@ class _Masked:
 
     def __enter__(self) -> Path:
         self.original = self.path.read_text(encoding="utf-8")
-        self.path.write_text(self.text, encoding="utf-8")
+        atomic_write_text(self.path, self.text)
         return self.path
 
     def __exit__(self, *exc: object) -> None:
-        self.path.write_text(self.original, encoding="utf-8")
+        atomic_write_text(self.path, self.original)

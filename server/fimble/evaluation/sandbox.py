@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fimble.trust.files import atomic_write_text
+
 Status = Literal["passed", "failed", "timeout", "error"]
 
 # Runs first in the child: limits, then guards, then the program. Kept as source text so the child needs nothing
@@ -100,8 +102,8 @@ def run_program(source: str, limits: Limits = Limits()) -> ExecResult:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fimble-sandbox-") as tmp:
         work = Path(tmp)
-        (work / "program.py").write_text(source, encoding="utf-8")
-        (work / "runner.py").write_text(_RUNNER, encoding="utf-8")
+        atomic_write_text(work / "program.py", source)
+        atomic_write_text(work / "runner.py", _RUNNER)
         cmd = [
             *network_namespace_prefix(),
             sys.executable, "-I", "-S", "-B", "runner.py",

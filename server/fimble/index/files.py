@@ -10,10 +10,12 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from fimble.syntax.languages import grammar_name
+from fimble.trust.paths import confine, resolve
 
 MAX_FILE_BYTES = 1_000_000
 MAX_FILES = 20_000
@@ -55,21 +57,36 @@ def indexable(rel: str) -> str | None:
     return grammar_name(None, rel)
 
 
-def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
-    """File bytes for indexing; None for unreadable, oversized, binary or generated files and symlinks."""
+def read_source(root: Path, rel: str, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
+    """Bytes of the file `rel` below `root` (resolved by the caller) for indexing; None for unreadable, oversized,
+    binary or generated files, and for what `read_confined` refuses."""
+    data = read_confined(root, rel, max_bytes)
+    if data is None or looks_generated_or_binary(data):
+        return None
+    return data
+
+
+def read_confined(root: Path, rel: str, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
+    """Bytes of the regular file `rel` below `root` (resolved by the caller), at most `max_bytes` of them; None for
+    a symlink, an oversized or unreadable file, and any path that leads outside `root` (through `..` or a symlinked
+    directory)."""
+    real = confine(root, rel)
+    if real is None:
+        return None
     try:
-        if path.is_symlink():
+        if (root / rel).is_symlink():
             return None  # may point outside the workspace, or loop
-        st = path.stat()
-        if st.st_size > max_bytes or not path.is_file():
-            return None
-        with path.open("rb") as fh:
+        # No following a symlink swapped in since the check (the resolved path has none of its own), and no waiting
+        # on a FIFO named like source (fstat turns it away).
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        with os.fdopen(os.open(real, flags), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size > max_bytes or not stat.S_ISREG(st.st_mode):
+                return None
             data = fh.read(max_bytes + 1)
     except OSError:
         return None
-    if len(data) > max_bytes or looks_generated_or_binary(data):
-        return None
-    return data
+    return data if len(data) <= max_bytes else None
 
 
 @dataclass
@@ -81,10 +98,11 @@ class IgnoreRules:
     @staticmethod
     def load(root: Path) -> IgnoreRules:
         rules: list[tuple[str, bool, bool, bool]] = []
-        try:
-            text = (root / ".gitignore").read_text("utf-8", "replace")
-        except OSError:
+        real = resolve(root)
+        data = read_confined(real, ".gitignore") if real is not None else None
+        if data is None:
             return IgnoreRules()
+        text = data.decode("utf-8", "replace")
         for raw in text.splitlines():
             line = raw.rstrip()
             if not line or line.startswith("#"):

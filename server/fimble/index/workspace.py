@@ -31,10 +31,14 @@ from fimble.index.gitinfo import GitInfo
 from fimble.index.resolve import FileSet, resolve_import
 from fimble.index.symbols import Import, Symbol, extract_symbols
 from fimble.syntax.languages import get_parser
+from fimble.trust.files import atomic_write_text
+from fimble.trust.paths import confine, resolve
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2
+# 3: entries are read only through paths confined to the root (caches of earlier versions may hold files read
+# through a symlinked directory or a '..' path, so they are dropped).
+INDEX_VERSION = 3
 MAX_SYMBOLS = 300_000  # ~60 MB at worst; beyond it new files are listed but not indexed
 Progress = Callable[[int, int], None]  # (files done, files total)
 
@@ -85,6 +89,7 @@ class WorkspaceIndex:
         max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.root = root
+        self._real_root = resolve(root) or root  # what every read is confined to
         self.git = git
         self.cache_file = cache_file
         self.max_files = max_files
@@ -234,7 +239,7 @@ class WorkspaceIndex:
                 if st.st_size > self.max_file_bytes or symbols >= MAX_SYMBOLS:
                     stats.skipped += 1
                     continue
-                src = read_source(path, self.max_file_bytes)
+                src = read_source(self._real_root, rel, self.max_file_bytes)
                 if src is None:
                     stats.skipped += 1
                     continue
@@ -266,9 +271,10 @@ class WorkspaceIndex:
         return stats
 
     def update_path(self, rel: str) -> bool:
-        """Re-index one file from disk (saved, created, changed or deleted); True when the index changed."""
-        path = self.root / rel
-        if not path.exists():
+        """Re-index one file from disk (saved, created, changed or deleted); True when the index changed. A path
+        that leads outside the root (`..`, a symlinked directory) is never read: it is dropped like a deleted one."""
+        path = confine(self._real_root, rel)
+        if path is None or not path.exists():
             return self.remove(rel)
         if self.check_allowed([rel]).get(rel) is False:
             return self.remove(rel)
@@ -283,7 +289,7 @@ class WorkspaceIndex:
             old = self._entries.get(rel)
         if old is not None and old.mtime_ns == st.st_mtime_ns and old.size == st.st_size:
             return False
-        src = read_source(path, self.max_file_bytes)
+        src = read_source(self._real_root, rel, self.max_file_bytes)
         if src is None:
             return self.remove(rel)
         self._replace(rel, FileEntry(st.st_mtime_ns, st.st_size, grammar, index_source(src, grammar)))
@@ -359,10 +365,7 @@ class WorkspaceIndex:
             }
         data = {"version": INDEX_VERSION, "root": str(self.root), "files": files}
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, separators=(",", ":")), "utf-8")
-            os.replace(tmp, self.cache_file)
+            atomic_write_text(self.cache_file, json.dumps(data, separators=(",", ":")))
         except OSError as exc:
             log.warning("could not persist the index to %s: %s", self.cache_file, exc)
             return False

@@ -15,7 +15,6 @@ import logging
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
@@ -40,6 +39,7 @@ from fimble.documents.document import Document, TextEdit
 from fimble.errors import DocumentError, FimbleError
 from fimble.lsp.convert import offset_of, rpc_error, to_plain
 from fimble.model.runtime import Cancelled
+from fimble.trust.paths import uri_to_path
 
 if TYPE_CHECKING:
     # Only for types: the server module calls `register` from create_server, so importing it here would be a cycle.
@@ -49,11 +49,6 @@ log = logging.getLogger(__name__)
 
 EXPLANATION = "fimble/explanation"
 DEBOUNCE_S = 0.4  # syntax diagnostics wait for a pause in typing: a half-typed line is not an error worth showing
-
-
-def file_path(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
 
 
 class AgentFeatures:
@@ -78,6 +73,26 @@ class AgentFeatures:
         if self._engine_context is None or self._engine_context.engine is not engine:
             self._engine_context = EngineContext(engine)
         return self._engine_context
+
+    # -- where the document is --------------------------------------------------------------------------
+    def file_path(self, uri: str) -> Path | None:
+        """The document's file on disk when it is inside a workspace folder (after `..` and symlinks are resolved):
+        only then do git, the fix worktree and history look at it. None outside the folders, or without any: the
+        document is then served from the editor's text alone."""
+        found = self.server.workspace_folders().locate(uri)
+        return found.path if found is not None and found.rel else None
+
+    def text_only_note(self, uri: str) -> str:
+        """Why a document gets no git history or worktree ('' when it does)."""
+        if self.file_path(uri) is not None:
+            return ""
+        if uri_to_path(uri) is None:
+            why = "not a file on disk"
+        elif not self.server.workspace_folders():
+            why = "no workspace folder is open"
+        else:
+            why = "the file is outside the workspace folders"
+        return f"{why}: served from the editor's text alone, without git history or a worktree"
 
     # -- syntax diagnostics ------------------------------------------------------------------------------
     def on_edit(self, doc: Document, edits: list[TextEdit]) -> None:
@@ -104,7 +119,7 @@ class AgentFeatures:
             return
         text, version, language = doc.text, doc.version, doc.language_id
         try:
-            problems = await asyncio.to_thread(syntax_problems, text, language, file_path(uri) or uri)
+            problems = await asyncio.to_thread(syntax_problems, text, language, self.server.relative_path(uri))
         except Exception:
             log.exception("syntax diagnostics failed for %s", uri)
             return
@@ -164,9 +179,10 @@ class AgentFeatures:
             path=ls.relative_path(uri),
             problem=problem,
             settings=ls.settings,
-            file_path=file_path(uri),
+            file_path=self.file_path(uri),
             context=self.context,
         )
+        note = self.text_only_note(uri)
         cancel = ls.runtime.token_for(f"fix:{uri}")
 
         def progress(message: str) -> None:
@@ -179,6 +195,8 @@ class AgentFeatures:
         except FimbleError as exc:
             ls.notify_status("error", str(exc))
             raise rpc_error(exc) from None
+        if note:
+            outcome.message = f"{outcome.message} ({note})"
         ls.notify_status("ready", f"fix: {outcome.status}")
         if outcome.status == "cancelled":
             raise JsonRpcException("fimble: the fix was cancelled", code=-32800)
@@ -245,8 +263,9 @@ class AgentFeatures:
             start=start,
             end=end,
             settings=ls.settings,
-            file_path=file_path(uri),
+            file_path=self.file_path(uri),
             context=self.context,
+            note=self.text_only_note(uri),
         )
         loop = asyncio.get_running_loop()
 

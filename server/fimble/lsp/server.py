@@ -44,6 +44,7 @@ from fimble.lsp.convert import (
 from fimble.lsp.protocol import FimbleProtocol, fail_fast_converter
 from fimble.model.runtime import Cancelled, ModelRuntime, State
 from fimble.settings import Settings
+from fimble.trust.paths import NO_FOLDERS, WorkspaceFolders
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +246,31 @@ class FimbleServer(LanguageServer):
         except FimbleError as exc:
             raise rpc_error(exc) from None
 
-    def relative_path(self, uri: str) -> str:
-        parsed = urlparse(uri)
-        path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(parsed.path or uri)
-        if self.root is not None:
+    # Resolved once per set of folders (trust/paths.py); replaced, never mutated.
+    _folders: WorkspaceFolders | None = None
+
+    def workspace_folders(self) -> WorkspaceFolders:
+        """The workspace folders, resolved: initialize's workspaceFolders, else its rootUri/rootPath (pygls keeps
+        both), then as workspace/didChangeWorkspaceFolders changes them; none before initialize."""
+        if self._folders is None:
             try:
-                return path.relative_to(self.root).as_posix()
-            except ValueError:
-                pass
-        return path.name
+                workspace = self.workspace
+            except RuntimeError:  # not initialized yet
+                return NO_FOLDERS
+            uris = [folder.uri for folder in workspace.folders.values()]
+            if not uris and workspace.root_uri:
+                uris = [workspace.root_uri]
+            self._folders = WorkspaceFolders.from_uris(uris)
+        return self._folders
+
+    def change_workspace_folders(self, added: list[str], removed: list[str]) -> None:
+        self._folders = self.workspace_folders().changed(added, removed)
+        log.info("workspace folders: %s", ", ".join(str(f) for f in self._folders.folders) or "none")
+
+    def relative_path(self, uri: str) -> str:
+        """How prompts and fixes name a document: its path below its workspace folder (after `..` and symlinks are
+        resolved), never a `..` path; a document outside the folders, or without any, by its file name alone."""
+        return self.workspace_folders().prompt_path(uri)
 
     # -- completion --------------------------------------------------------------------------------------
     def completion_request(self, doc: Document, offset: int) -> CompletionRequest:
@@ -503,6 +520,11 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
     @server.feature(STATS)
     def on_stats(ls: FimbleServer, params: Any) -> dict[str, Any]:
         return ls.stats(reset=field(params, "reset") is True)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def on_workspace_folders(ls: FimbleServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        event = params.event
+        ls.change_workspace_folders([f.uri for f in event.added or []], [f.uri for f in event.removed or []])
 
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: FimbleServer, params: Any) -> None:

@@ -6,11 +6,12 @@ truncated file into a readable `ModelError` before llama.cpp sees it (llama.cpp 
 
 from __future__ import annotations
 
-import mmap
+import io
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fimble.errors import ModelError
 
@@ -62,18 +63,22 @@ class GGUFHeader:
 
 
 class _Cursor:
-    def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
-        self.buf = buf
+    """Reads the header in order. From a file, not a mapping: a model file cut short while it is read (a download or
+    a copy over it) then ends the read early instead of raising SIGBUS in the reading process."""
+
+    def __init__(self, source: BinaryIO | bytes, size: int, path: Path) -> None:
+        self.source = io.BytesIO(source) if isinstance(source, bytes) else source
+        self.size = size
         self.pos = 0
         self.path = path
 
     def take(self, n: int) -> bytes:
         end = self.pos + n
-        if end > len(self.buf):
+        data = self.source.read(n) if end <= self.size else b""  # a corrupt length never allocates past the file
+        if len(data) < n:
             raise ModelError(f"{self.path} is truncated: its GGUF header ends early. Download the model again.")
-        data = self.buf[self.pos : end]
         self.pos = end
-        return bytes(data)
+        return data
 
     def scalar(self, fmt: str) -> Any:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
@@ -108,11 +113,11 @@ def read_header(path: str | Path) -> GGUFHeader:
         raise ModelError(f"Model file {p} does not exist. Set 'model' (or FIMBLE_MODEL) to a .gguf file.")
     if p.is_dir():
         raise ModelError(f"Model path {p} is a directory; point it at a .gguf file.")
-    size = p.stat().st_size
-    if size < 24:
-        raise ModelError(f"{p} is not a GGUF model file (only {size} bytes).")
-    with p.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        cur = _Cursor(buf, p)
+    with p.open("rb", buffering=1 << 20) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 24:
+            raise ModelError(f"{p} is not a GGUF model file (only {size} bytes).")
+        cur = _Cursor(fh, size, p)
         if cur.take(4) != GGUF_MAGIC:
             raise ModelError(f"{p} is not a GGUF model file (wrong magic bytes). fimble loads llama.cpp GGUF models.")
         version = cur.scalar("<I")

@@ -90,6 +90,10 @@ class LlamaCppBackend:
                 # can then be trimmed only back to where the window is still whole (_min_keep), which is what typing
                 # does; further back goes through checkpoints of those layers (_feed, _reuse_prefix).
                 swa_full=False,
+                # Read the weights into the process's own memory instead of mapping the file: a mapped file that is
+                # truncated or rewritten in place (a download, `cp` over it) kills the server with SIGBUS on the
+                # next page it touches. The runtime notices a changed file before each request and loads it again.
+                use_mmap=False,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:

