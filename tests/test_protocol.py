@@ -207,3 +207,44 @@ def test_a_document_with_unpaired_surrogates_stays_in_step(wire: Any, setup: Any
     assert "x = '\ufffd'  # ok\ny = 1" in answer["result"]["prompt"]
     warnings = [n for n in wire.notifications if n.get("method") == "window/showMessage"]
     assert any("surrogate" in n["params"]["message"] for n in warnings)
+
+
+def test_tcp_serves_one_client_with_the_same_protocol(setup: Any) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([*setup.cmd, "--tcp", f"127.0.0.1:{port}"], env=setup.env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        with conn:
+            reader = conn.makefile("rb")
+            early = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "shutdown"}).encode()
+            conn.sendall(fuzz.frame(early))
+            answer = json.loads(read_frame(reader).body)  # type: ignore[union-attr,arg-type]
+            assert answer["id"] == 1 and answer["error"]["code"] == -32002
+            init = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "initialize",
+                "params": {"processId": None, "capabilities": {}},
+            }
+            conn.sendall(fuzz.frame(json.dumps(init).encode()))
+            assert "result" in json.loads(read_frame(reader).body)  # type: ignore[union-attr,arg-type]
+            conn.sendall(fuzz.frame(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "shutdown"}).encode()))
+            assert json.loads(read_frame(reader).body)["id"] == 3  # type: ignore[union-attr,arg-type]
+            conn.sendall(fuzz.frame(json.dumps({"jsonrpc": "2.0", "method": "exit"}).encode()))
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -43,7 +43,7 @@ def run_serve(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: closing", signum)
-        _exit_after(server.close, 128 + signum)
+        _exit_after(server.close, 128 + signum, signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     code = server.serve(inp, out)
@@ -51,9 +51,10 @@ def run_serve(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     return code  # not reached
 
 
-def _exit_after(cleanup: Any, code: int) -> None:
-    """Run `cleanup`, then end the process with `code` without waiting for worker threads: a generation or a
-    checker still running in one would otherwise hold the exit (interpreter shutdown joins them)."""
+def _exit_after(cleanup: Any, code: int, signum: int | None = None) -> None:
+    """Run `cleanup`, then end the process with `code` (or, for a signal, by that signal, as its sender expects)
+    without waiting for worker threads: a generation or a checker still running in one would otherwise hold the
+    exit (interpreter shutdown joins them)."""
     timer = threading.Timer(CLEANUP_GRACE_S, os._exit, args=(code,))
     timer.daemon = True
     timer.start()
@@ -63,4 +64,7 @@ def _exit_after(cleanup: Any, code: int) -> None:
         log.exception("cleanup before exit failed")
     logging.shutdown()
     sys.stderr.flush()
+    if signum is not None:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
     os._exit(code)

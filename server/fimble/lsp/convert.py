@@ -15,7 +15,23 @@ T = TypeVar("T")
 # Client-sent values are structured fail-fast: the first wrong-typed field ends it, instead of one exception (with a
 # traceback) per element of a wrong-typed value.
 _converter = get_converter()
-_converter.detailed_validation = False
+
+
+def harden(converter: Any) -> Any:
+    """Fail fast (the first mismatch ends structuring) and take strings only where the protocol says string
+    (cattrs would turn 5 into "5", and a URI or a path that was never text reaches the server's code)."""
+    converter.detailed_validation = False
+    converter.register_structure_hook(str, _strict_str)
+    return converter
+
+
+def _strict_str(value: Any, _cls: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+harden(_converter)
 
 
 def structure(value: Any, cls: type[T]) -> T:

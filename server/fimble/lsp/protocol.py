@@ -25,7 +25,7 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage, MsgId
 
-from fimble.lsp.convert import mismatch
+from fimble.lsp.convert import harden, mismatch
 
 if TYPE_CHECKING:
     from fimble.lsp.server import FimbleServer
@@ -51,8 +51,7 @@ def fail_fast_converter() -> cattrs.Converter:
     """pygls' converter without detailed validation: the first mismatch ends structuring, instead of one exception
     (with traceback) per element of a wrong-typed value. Messages of fimble's own methods keep their params as plain
     JSON: pygls would build a namedtuple class for every object in them."""
-    converter = default_converter()
-    converter.detailed_validation = False
+    converter = harden(default_converter())
     for cls in (JsonRPCRequestMessage, JsonRPCNotification, JsonRPCResponseMessage):
         converter.register_structure_hook(cls, _plain_message)
     return converter

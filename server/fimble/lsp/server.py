@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -172,6 +173,10 @@ class FimbleServer(LanguageServer):
     def serve(self, inp: Any, out: Any) -> int:
         """Serve one client over a pair of byte streams; returns the exit code (0 after shutdown, else 1)."""
         return run_connection(self, inp, out, self.close)
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        """pygls' entry point, on fimble's connection loop; ends the process with the exit code."""
+        raise SystemExit(self.serve(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer))
 
     def close(self) -> None:
         """What must not outlive the connection: running generations are told to stop, fix checkers and their
@@ -427,7 +432,9 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: FimbleServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
-        ls.store.open(item.uri, item.text, item.version, item.language_id)
+        # lsprotocol's LanguageKind | str lets any JSON value through; a language the server cannot name is none
+        language = item.language_id if isinstance(item.language_id, str) else "plaintext"
+        ls.store.open(item.uri, item.text, item.version, language)
         ls.schedule_warm(item.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
