@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,21 @@ def open_doc(client: LanguageClient, uri: str, text: str, language_id: str = "py
             text_document=types.TextDocumentItem(uri=uri, language_id=language_id, version=version, text=text)
         )
     )
+
+
+def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    """An automatic (typing) inline completion request."""
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+    )
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    """Poll until `predicate()` holds (a notification arrived, a state was reached); AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)

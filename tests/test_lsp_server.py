@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lsprotocol import types
@@ -13,26 +12,10 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from fimble.testing.tiny_gguf import write_not_gguf
-from tests.conftest import Recorder, open_doc, start_client
+from tests.conftest import Recorder, inline_params, open_doc, start_client, wait_until
 
 URI = "file:///work/example.py"
 TEXT = "import os\n\n\ndef greet(name):\n    message = \n    return message\n"
-
-
-def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
-    )
-
-
-async def wait_until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_capabilities_announce_inline_and_fallback_completion(lsp: tuple[LanguageClient, Recorder]) -> None:

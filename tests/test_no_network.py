@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lsprotocol import types
+from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from tests.conftest import open_doc, server_env
 
@@ -55,10 +57,26 @@ def socket_fds(pid: int) -> set[str]:
     return out
 
 
+async def audited_server(audit: Path, root: Path | None, options: dict[str, Any]) -> LanguageClient:
+    """`fimble serve` with the socket audit hook writing to `audit`, initialized."""
+    audit.touch()
+    client: LanguageClient = make_test_lsp_client()
+    client.set_configuration({}, section="fimble")
+    await client.start_io(sys.executable, "-c", AUDITED_SERVER, str(audit), env=server_env())
+    folders = [types.WorkspaceFolder(uri=root.as_uri(), name=root.name)] if root else None
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=root.as_uri() if root else None,
+            workspace_folders=folders,
+            initialization_options=options,
+        )
+    )
+    return client
+
+
 @pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux /proc")
 async def test_serving_opens_no_network_socket(tmp_path: Path, tiny_model: Path) -> None:
-    from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
-
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "util.py").write_text("def helper(x):\n    return x * 2\n")
@@ -69,23 +87,12 @@ async def test_serving_opens_no_network_socket(tmp_path: Path, tiny_model: Path)
     subprocess.run([*git, "commit", "-qm", "init"], check=True)
     (ws / "util.py").write_text("def helper(x):\n    return x * 3\n")  # an uncommitted change for the git source
     audit = tmp_path / "audit.log"
-    audit.touch()
-
-    client: LanguageClient = make_test_lsp_client()
-    client.set_configuration({}, section="fimble")
-    await client.start_io(sys.executable, "-c", AUDITED_SERVER, str(audit), env=server_env())
-    await client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=ws.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=ws.as_uri(), name="ws")],
-            initialization_options={
-                "model": str(tiny_model),
-                "fixMaxAttempts": 1,
-                "fixCheckers": [[sys.executable, "-c", "print('checked')"]],
-            },
-        )
-    )
+    options = {
+        "model": str(tiny_model),
+        "fixMaxAttempts": 1,
+        "fixCheckers": [[sys.executable, "-c", "print('checked')"]],
+    }
+    client = await audited_server(audit, ws, options)
     uri = (ws / "main.py").as_uri()
     text = (ws / "main.py").read_text()
     open_doc(client, uri, text)
@@ -123,19 +130,9 @@ async def test_serving_opens_no_network_socket(tmp_path: Path, tiny_model: Path)
 
 async def test_the_audit_sees_a_remote_engine_connect(tmp_path: Path) -> None:
     """Control for the test above: the same audited server with a remote engine does record its connection."""
-    from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
-
     audit = tmp_path / "audit.log"
-    audit.touch()
-    client: LanguageClient = make_test_lsp_client()
-    client.set_configuration({}, section="fimble")
-    await client.start_io(sys.executable, "-c", AUDITED_SERVER, str(audit), env=server_env())
-    await client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            initialization_options={"backend": "llama-server", "url": "http://127.0.0.1:9", "requestTimeoutMs": 500},
-        )
-    )
+    options = {"backend": "llama-server", "url": "http://127.0.0.1:9", "requestTimeoutMs": 500}
+    client = await audited_server(audit, None, options)
     for _ in range(100):
         if "socket.connect" in audit.read_text():
             break

@@ -7,11 +7,10 @@ a stale document version is refused, and explanations stream.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
+
+from tests.conftest import wait_until
 
 URI = "file:///work/project/calc.py"
 BROKEN = "import os\n\n\ndef add(a, b)\n    return a + b\n\n\nprint(add(1, 2))\n"
@@ -66,14 +67,6 @@ def _plain(params: Any) -> dict[str, Any]:
     return params._asdict() if hasattr(params, "_asdict") else dict(params)
 
 
-async def wait_until(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest_asyncio.fixture
 async def client(tiny_model: Path) -> AsyncIterator[Client]:
     c = await start(tiny_model, {"fixMaxAttempts": 2, "fixTimeBudgetMs": 60000})
@@ -100,7 +93,7 @@ def change_all(client: Client, text: str, version: int, uri: str = URI) -> None:
 
 
 async def fimble_diagnostics(client: Client, uri: str = URI) -> list[types.Diagnostic]:
-    await wait_until(lambda: uri in client.lsp.diagnostics)
+    await wait_until(lambda: uri in client.lsp.diagnostics, 20)
     return [d for d in client.lsp.diagnostics[uri] if d.source == "fimble"]
 
 
@@ -175,7 +168,7 @@ async def test_resolve_gives_versioned_edit_or_says_no_verified_fix(client: Clie
     else:
         assert outcome["status"] == "failed"
         assert resolved.title.startswith("No verified fix: no verified fix after")
-        await wait_until(lambda: any("no verified fix" in m.message for m in client.lsp.messages))
+        await wait_until(lambda: any("no verified fix" in m.message for m in client.lsp.messages), 20)
     assert any(s["state"] == "generating" and "fix attempt 1/2" in s["message"] for s in client.status)
 
 
@@ -201,7 +194,7 @@ async def test_explain_streams_markdown(client: Client) -> None:
         types.ExecuteCommandParams(command="fimble.explain", arguments=[{**args, "token": "t-1"}])
     )
     markdown = get(result, "markdown")
-    await wait_until(lambda: any(e["done"] for e in client.explanations))
+    await wait_until(lambda: any(e["done"] for e in client.explanations), 20)
     mine = [e for e in client.explanations if e["token"] == "t-1"]
     assert mine[-1]["done"] and not any(e["done"] for e in mine[:-1])
     assert "".join(e["delta"] for e in mine) == markdown

@@ -7,32 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from fimble.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
-from tests.conftest import open_doc, start_client
-
-
-def inline(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
-    )
-
-
-async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+from tests.conftest import inline_params, open_doc, start_client, wait_until
 
 
 def rewrite_in_place(path: Path, data: bytes) -> None:
@@ -61,12 +43,12 @@ async def test_model_file_changed_under_a_running_server(
         return [(s["state"], s["message"]) for s in recorder.status[since:]]
 
     try:
-        await wait_until(lambda: any(s["state"] == "ready" for s in recorder.status))
+        await wait_until(lambda: any(s["state"] == "ready" for s in recorder.status), 60)
         # 1. Truncated in place while a long generation runs: that request finishes on the weights in memory.
         uri = fresh_doc()
         mark = len(recorder.status)
-        running = asyncio.ensure_future(client.text_document_inline_completion_async(inline(uri, 0, 4)))
-        await wait_until(lambda: ("generating", "generating") in states(mark))
+        running = asyncio.ensure_future(client.text_document_inline_completion_async(inline_params(uri, 0, 4)))
+        await wait_until(lambda: ("generating", "generating") in states(mark), 60)
         await asyncio.sleep(0.2)
         assert not running.done(), "the generation should still be running when the file is cut"
         os.truncate(served, served.stat().st_size // 2)
@@ -78,11 +60,11 @@ async def test_model_file_changed_under_a_running_server(
         # 2. The next request notices the change, tries the cut file and reports why it cannot be used.
         mark = len(recorder.status)
         with pytest.raises(JsonRpcException, match="is truncated"):
-            await client.text_document_inline_completion_async(inline(fresh_doc(), 0, 4))
+            await client.text_document_inline_completion_async(inline_params(fresh_doc(), 0, 4))
         seen = states(mark)
         assert any(st == "loading" and "served.gguf changed on disk" in msg for st, msg in seen), seen
         assert any(st == "error" and "is truncated" in msg for st, msg in seen), seen
-        await wait_until(lambda: any("is truncated" in m.message for m in client.messages))
+        await wait_until(lambda: any("is truncated" in m.message for m in client.messages), 60)
         # ... and stays up: requests are answered (the same error, without loading the same broken file again).
         mark = len(recorder.status)
         actions = await client.text_document_code_action_async(
@@ -94,7 +76,7 @@ async def test_model_file_changed_under_a_running_server(
         )
         assert actions is not None
         with pytest.raises(JsonRpcException, match="is truncated"):
-            await client.text_document_inline_completion_async(inline(fresh_doc(), 0, 4))
+            await client.text_document_inline_completion_async(inline_params(fresh_doc(), 0, 4))
         assert not any(st == "loading" for st, _ in states(mark))
 
         # 3. Rewritten in place with another model: loaded, and completions come from it. (Short answers from here
@@ -104,7 +86,7 @@ async def test_model_file_changed_under_a_running_server(
         )
         rewrite_in_place(served, other.read_bytes())
         mark = len(recorder.status)
-        result = await client.text_document_inline_completion_async(inline(fresh_doc(), 0, 4))
+        result = await client.text_document_inline_completion_async(inline_params(fresh_doc(), 0, 4))
         assert isinstance(result, types.InlineCompletionList)
         assert any(st == "ready" and "tiny-other" in msg and "loaded in" in msg for st, msg in states(mark))
         assert recorder.status[-1]["model"] == "tiny-other"
@@ -114,7 +96,7 @@ async def test_model_file_changed_under_a_running_server(
         shutil.copyfile(tiny_model, staged)
         os.replace(staged, served)
         mark = len(recorder.status)
-        result = await client.text_document_inline_completion_async(inline(fresh_doc(), 0, 4))
+        result = await client.text_document_inline_completion_async(inline_params(fresh_doc(), 0, 4))
         assert result.items and result.items[0].insert_text
         assert any(st == "ready" and "tiny-plain" in msg for st, msg in states(mark))
         assert recorder.status[-1]["model"] == "tiny-plain"

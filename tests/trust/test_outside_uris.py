@@ -18,7 +18,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
-from tests.conftest import open_doc, server_env, start_client
+from tests.conftest import open_doc, server_env, start_client, wait_until
 
 SECRET = "ELSEWHERE"  # in every file outside the workspace, and in nothing inside it
 ELSEWHERE_PY = f'def elsewhere_secret({SECRET}_ARG):\n    return "{SECRET}_DISK_BODY"\n'
@@ -61,14 +61,6 @@ def escaping_uris(ws: Path, target: Path) -> list[str]:
     ]
 
 
-async def wait_until(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
 def changed(*uris: str) -> types.DidChangeWatchedFilesParams:
     return types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=u, type=types.FileChangeType.Changed) for u in uris]
@@ -94,7 +86,7 @@ async def test_outside_uris_never_reach_the_index_its_cache_or_a_prompt(tiny_fim
             )
             return str(result.prompt)
 
-        await wait_until(lambda: any(str(t).startswith("fimble-index-") for t in client.progress_reports))
+        await wait_until(lambda: any(str(t).startswith("fimble-index-") for t in client.progress_reports), 60)
         outside = [
             *escaping_uris(ws, elsewhere / "x.py"),
             f"{ws.as_uri()}/link.py",
@@ -211,7 +203,7 @@ async def fix_once(lsp: LanguageClient, uri: str, version: int) -> None:
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=version, text=BROKEN)
         )
     )
-    await wait_until(lambda: bool(lsp.diagnostics.get(uri)))
+    await wait_until(lambda: bool(lsp.diagnostics.get(uri)), 60)
     diag = lsp.diagnostics[uri][0]
     actions = await lsp.text_document_code_action_async(
         types.CodeActionParams(

@@ -5,30 +5,12 @@
 --
 -- Prints one line per check and exits with status 1 when one fails.
 -- (tests/editors/test_nvim_lua.py runs it from pytest.)
-local plugin_dir = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h')
-vim.opt.runtimepath:prepend(plugin_dir)
-vim.cmd('runtime plugin/fimble.lua')
+local t = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
+local check, eq = t.check, t.eq
 vim.o.showmode = false
 
 local api = vim.api
-local failures = 0
 local notes = {}
-
-local function check(name, fn)
-  local ok, err = xpcall(fn, debug.traceback)
-  if ok then
-    io.stdout:write('ok   ' .. name .. '\n')
-  else
-    failures = failures + 1
-    io.stdout:write('FAIL ' .. name .. '\n' .. tostring(err) .. '\n')
-  end
-end
-
-local function eq(expected, actual, what)
-  if not vim.deep_equal(expected, actual) then
-    error(('%s: expected %s, got %s'):format(what or 'value', vim.inspect(expected), vim.inspect(actual)), 2)
-  end
-end
 
 ---------------------------------------------------------------------------------------------------
 -- Stubs: pretend to be Neovim 0.12 with vim.lsp.inline_completion.
@@ -261,6 +243,4 @@ end)
 for _, n in ipairs(notes) do
   io.stdout:write('note ' .. n .. '\n')
 end
-io.stdout:write(('%d failure(s)\n'):format(failures))
-io.stdout:flush()
-vim.cmd(failures == 0 and 'qall!' or 'cquit! 1')
+t.finish()

@@ -5,29 +5,11 @@
 --
 -- Prints one line per check and exits with status 1 when one fails.
 -- (tests/editors/test_nvim_lua.py runs it from pytest.)
-local plugin_dir = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h')
-vim.opt.runtimepath:prepend(plugin_dir)
-vim.cmd('runtime plugin/fimble.lua')
+local t = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
+local check, eq = t.check, t.eq
 vim.o.showmode = false
 
 local api = vim.api
-local failures = 0
-
-local function check(name, fn)
-  local ok, err = xpcall(fn, debug.traceback)
-  if ok then
-    io.stdout:write('ok   ' .. name .. '\n')
-  else
-    failures = failures + 1
-    io.stdout:write('FAIL ' .. name .. '\n' .. tostring(err) .. '\n')
-  end
-end
-
-local function eq(expected, actual, what)
-  if not vim.deep_equal(expected, actual) then
-    error(('%s: expected %s, got %s'):format(what or 'value', vim.inspect(expected), vim.inspect(actual)), 2)
-  end
-end
 
 ---------------------------------------------------------------------------------------------------
 -- A fake fimble client: records requests; the test answers them by calling the handler.
@@ -293,6 +275,4 @@ check('the debounce timer sends one request after the last change', function()
   eq({ triggerKind = 2 }, requests[1].params.context, 'automatic trigger')
 end)
 
-io.stdout:write(('%d failure(s)\n'):format(failures))
-io.stdout:flush()
-vim.cmd(failures == 0 and 'qall!' or 'cquit! 1')
+t.finish()

@@ -6,27 +6,9 @@
 --
 -- Prints one line per check and exits with status 1 when one fails.
 -- (tests/editors/test_nvim_lua.py runs it from pytest.)
-local plugin_dir = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h')
-vim.opt.runtimepath:prepend(plugin_dir)
-vim.cmd('runtime plugin/fimble.lua')
+local t = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
+local plugin_dir, check, eq = t.plugin_dir, t.check, t.eq
 
-local failures = 0
-
-local function check(name, fn)
-  local ok, err = xpcall(fn, debug.traceback)
-  if ok then
-    io.stdout:write('ok   ' .. name .. '\n')
-  else
-    failures = failures + 1
-    io.stdout:write('FAIL ' .. name .. '\n' .. tostring(err) .. '\n')
-  end
-end
-
-local function eq(expected, actual, what)
-  if not vim.deep_equal(expected, actual) then
-    error(('%s: expected %s, got %s'):format(what or 'value', vim.inspect(expected), vim.inspect(actual)), 2)
-  end
-end
 
 local server = require('fimble.server')
 
@@ -92,6 +74,4 @@ check('the server is started in the plugin folder with the configured command an
 end)
 
 vim.fn.delete(project, 'rf')
-io.stdout:write(('%d failure(s)\n'):format(failures))
-io.stdout:flush()
-vim.cmd(failures == 0 and 'qall!' or 'cquit! 1')
+t.finish()
