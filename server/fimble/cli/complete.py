@@ -98,7 +98,8 @@ def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             context=engine,
             repo=engine.root.name if engine is not None and engine.root is not None else "",
         )
-        result = runtime.run_sync(lambda b: complete(b, request, CancelToken()))
+        budget = CancelToken(budget_s=settings.time_budget_ms / 1000)  # starts once the model is loaded
+        result = runtime.run_sync(lambda b: complete(b, request, budget), budget)
     finally:
         runtime.shutdown()
         if engine is not None:
@@ -127,6 +128,8 @@ def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         )
     else:
         sys.stdout.write(result.text + ("\n" if result.text and not result.text.endswith("\n") else ""))
+        if result.empty_reason:
+            print(f"fimble: no suggestion: {result.empty_reason}", file=sys.stderr)
         print(
             f"[{info.name}, {info.format.name}] load {info.load_ms:.0f} ms | prompt {stats['prompt_tokens']} tok "
             f"(reused {stats['reused_tokens']}) {stats['prompt_eval_ms']} ms | generated {stats['generated_tokens']} "

@@ -7,7 +7,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from fimble.completion.filters import DEFAULT_FILTERS, Filter, FilterContext, Suggestion, apply_filters
+from fimble.completion.filters import (
+    DEFAULT_FILTERS,
+    Filter,
+    FilterContext,
+    Suggestion,
+    apply_filters,
+    run_filters,
+    why_dropped,
+)
 from fimble.completion.filters.scope import in_comment_or_string, is_mid_line, limit_to_scope
 from fimble.context.base import ContextProvider, ContextQuery, ContextResult
 from fimble.context.tokens import label_parts, token_counter
@@ -54,6 +62,8 @@ class Completion:
     generation: GenerationResult
     timings_ms: dict[str, float] = field(default_factory=dict)
     alternatives: list[Suggestion] = field(default_factory=list)  # further candidates (manual trigger)
+    empty_reason: str = ""  # why nothing is shown, for the user and the log ('' when something is)
+    cut_by_clock: bool = False  # the time budget stopped the generation: what is shown is its whole lines only
 
     @property
     def suggestions(self) -> list[Suggestion]:
@@ -68,8 +78,25 @@ class Completion:
             "generated_tokens": g.generated_tokens,
             "stop_reason": g.stop_reason,
             "tokens_per_second": round(g.tokens_per_second, 1),
+            **({"empty_reason": self.empty_reason} if self.empty_reason else {}),
             **{f"{k}_ms": round(v, 1) for k, v in self.timings_ms.items()},
         }
+
+
+def whole_lines(text: str) -> str:
+    """What a generation stopped by the clock may show: the lines it finished. A line cut mid-way (mid-word,
+    mid-expression) is never shown, and never served later from the typed-through cache as if complete."""
+    return text[: text.rfind("\n") + 1]
+
+
+def empty_reason(result: GenerationResult, text: str, dropped: str) -> str:
+    if result.stop_reason == "cancelled":
+        return "cancelled: a newer request took its place"
+    if result.stop_reason == "deadline" and result.generated_tokens == 0:
+        return "the time budget ran out before the model wrote anything"
+    if result.stop_reason == "deadline" and not text.strip():
+        return "the time budget ran out in the middle of the first line (a cut line is never shown)"
+    return dropped
 
 
 def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
@@ -166,7 +193,14 @@ def complete(
     )
     result = backend.generate(prompt.ids, params, cancel, on_text)
     t2 = time.monotonic()
-    shaped = apply_filters(Suggestion(result.text), ctx, filters) if result.stop_reason != "cancelled" else None
+    cut_by_clock = result.stop_reason == "deadline"
+    raw = whole_lines(result.text) if cut_by_clock else result.text
+    shaped: Suggestion | None = None
+    why = ""
+    if result.stop_reason != "cancelled":
+        filtered = run_filters(Suggestion(raw), ctx, filters)
+        shaped = filtered.suggestion
+        why = why_dropped(filtered) if shaped is None else ""
     t3 = time.monotonic()
     alternatives: list[Suggestion] = []
     seen = {shaped.text} if shaped else set()
@@ -183,7 +217,8 @@ def complete(
             ),
             cancel,
         )
-        candidate = apply_filters(Suggestion(extra.text), ctx, filters)
+        text = whole_lines(extra.text) if extra.stop_reason == "deadline" else extra.text
+        candidate = apply_filters(Suggestion(text), ctx, filters)
         if candidate is not None and candidate.text not in seen:
             seen.add(candidate.text)
             alternatives.append(candidate)
@@ -196,6 +231,8 @@ def complete(
         prompt=prompt,
         generation=result,
         alternatives=alternatives,
+        empty_reason="" if shaped else empty_reason(result, raw, why),
+        cut_by_clock=cut_by_clock,
         timings_ms={
             "prompt_build": (t1 - t0) * 1000,
             "prompt_eval": result.prompt_ms,

@@ -328,7 +328,8 @@ class FimbleServer(LanguageServer):
             self.show_error(str(exc))
             self.notify_status("error", str(exc))
             raise rpc_error(exc) from None
-        self.cache.put(uri, prefix, suffix, result.suggestions)
+        if not result.cut_by_clock:  # a suggestion the clock cut is not the model's whole answer
+            self.cache.put(uri, prefix, suffix, result.suggestions)
         g = result.generation
         self.notify_status(
             "ready",
@@ -340,6 +341,7 @@ class FimbleServer(LanguageServer):
             generatedTokens=g.generated_tokens,
             serverMs=round(result.timings_ms["total"] - g.prompt_ms - g.generate_ms, 1),
             cached=False,
+            **({"emptyReason": result.empty_reason} if result.empty_reason else {}),
         )
         log.info("completion %s", result.stats())
         if self.store.find(uri) is not doc or doc.text is not request.text:

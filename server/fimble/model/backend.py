@@ -39,6 +39,13 @@ class CancelToken:
 
     _event: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None  # time.monotonic() value
+    # A time budget that starts when the request reaches the model (`start`), not while it waits for a model load
+    # or a previous request to drain: the wait is not the request's to lose.
+    budget_s: float | None = None
+
+    def start(self) -> None:
+        if self.budget_s is not None and self.deadline is None:
+            self.deadline = time.monotonic() + self.budget_s
 
     def cancel(self) -> None:
         self._event.set()

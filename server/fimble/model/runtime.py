@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -252,8 +251,9 @@ class ModelRuntime:
 
     # -- running -----------------------------------------------------------------------------------------
     def token_for(self, key: str | None, deadline_ms: int | None = None) -> CancelToken:
-        """A cancel token for a new request; cancels the previous request with the same key (newest wins)."""
-        token = CancelToken(deadline=time.monotonic() + deadline_ms / 1000 if deadline_ms else None)
+        """A cancel token for a new request; cancels the previous request with the same key (newest wins). Its
+        `deadline_ms` budget starts when the request reaches the model."""
+        token = CancelToken(budget_s=deadline_ms / 1000 if deadline_ms else None)
         if key is not None:
             with self._lock:
                 old = self._latest.get(key)
@@ -275,9 +275,10 @@ class ModelRuntime:
         def job() -> T:
             if load is None:
                 raise ModelError("No model has been loaded yet.")
-            backend = self._current(load.result())
+            backend = self._current(load.result())  # a changed model file is loaded again here, off the budget
             if cancel.cancelled:
                 raise Cancelled()
+            cancel.start()
             return run_on(backend, fn)
 
         return self._executor.submit(job)

@@ -49,13 +49,32 @@ class FilterContext:
 Filter = Callable[[Suggestion, FilterContext], Suggestion | None]
 
 
-def apply_filters(suggestion: Suggestion, ctx: FilterContext, filters: Sequence[Filter]) -> Suggestion | None:
-    current: Suggestion | None = suggestion
+@dataclass(frozen=True)
+class Filtered:
+    """What the filters left, and (when nothing) the name of the filter that dropped the suggestion."""
+
+    suggestion: Suggestion | None
+    dropped_by: str = ""
+
+
+def run_filters(suggestion: Suggestion, ctx: FilterContext, filters: Sequence[Filter]) -> Filtered:
+    """The filters in order. Many cut a suggestion down to nothing rather than drop it (the scope filter cuts at the
+    block's end) and `drop_empty` then drops it: the one that emptied it is named, as that says why."""
+    current = suggestion
+    emptied_by = "" if suggestion.text.strip() else "the model"
     for step in filters:
-        if current is None:
-            return None
-        current = step(current, ctx)
-    return current
+        name = getattr(step, "__name__", repr(step))
+        shaped = step(current, ctx)
+        if shaped is None:
+            return Filtered(None, emptied_by or name)
+        if not emptied_by and not shaped.text.strip():
+            emptied_by = name
+        current = shaped
+    return Filtered(current)
+
+
+def apply_filters(suggestion: Suggestion, ctx: FilterContext, filters: Sequence[Filter]) -> Suggestion | None:
+    return run_filters(suggestion, ctx, filters).suggestion
 
 
 def indent_of(line: str) -> str:
