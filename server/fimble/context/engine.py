@@ -9,6 +9,7 @@ worker. One-off requests (the CLI, the evaluation harness) have no worker ahead 
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -176,6 +177,9 @@ class ContextEngine:
 
         stats = index.build(progress, stop=self._worker.stop_event, time_limit=time_limit, near=near)
         self.last_build = stats
+        # The index lives until the next build: keep its hundreds of thousands of objects out of the cyclic
+        # collector's full passes, which would otherwise stall the event loop for each of them.
+        gc.freeze()
         with self._lock:
             self._checking.clear()  # the new listing settles what earlier checks were for
         self._refresh_git(co_change=True)

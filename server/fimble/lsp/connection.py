@@ -35,11 +35,14 @@ _MONITOR_PERIOD_S = 0.01
 
 
 class LoopMonitor:
-    """The longest the event loop was late waking a sleeping task: an upper bound on any one callback's stall."""
+    """The longest the event loop was late waking a sleeping task: an upper bound on any one callback's stall.
+    A stall over `report_ms` is logged with the last message dispatched before it, to say where to look."""
 
-    def __init__(self) -> None:
+    def __init__(self, report_ms: float = 50.0) -> None:
         self.max_stall_ms = 0.0
         self.samples = 0
+        self.report_ms = report_ms
+        self.last_method = ""
 
     async def run(self) -> None:
         while True:
@@ -47,6 +50,8 @@ class LoopMonitor:
             await asyncio.sleep(_MONITOR_PERIOD_S)
             late = (time.monotonic() - start - _MONITOR_PERIOD_S) * 1000
             self.samples += 1
+            if late > self.report_ms:
+                log.warning("event loop stalled %.0f ms (last message: %s)", late, self.last_method or "none")
             if late > self.max_stall_ms:
                 self.max_stall_ms = late
 
@@ -101,12 +106,17 @@ async def _serve(server: FimbleServer, protocol: FimbleProtocol, inp: BinaryIO, 
             log.info("the client closed the connection")
             break
         room.release()
+        if monitor is not None:
+            monitor.last_method = getattr(decoded.message, "method", "") or "(answer or refusal)"
         try:
             protocol.deliver(decoded)
         except Exception:  # one message must never end the connection
             log.exception("dispatching a message failed")
         if protocol.stopped.is_set():
             break
+        # A get() from a non-empty queue does not yield: without this, a burst of queued messages would be
+        # dispatched back to back while handlers, answers and timers wait.
+        await asyncio.sleep(0)
     if monitor is not None:
         monitor_task.cancel()
     on_end()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import sys
 import threading
@@ -243,6 +244,9 @@ class FimbleServer(LanguageServer):
         if token is not None:
             message = f"{outcome.backend.info.name} ready" if outcome.backend else f"failed: {outcome.error}"
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+        # Everything alive now (modules, protocol types, the model's Python side) lives as long as the server: out
+        # of the cyclic collector's reach, a full collection no longer walks it (50-100 ms event-loop stalls).
+        gc.freeze()
 
     # -- documents ---------------------------------------------------------------------------------------
     def document(self, uri: str) -> Document:
