@@ -66,20 +66,18 @@ class SyntaxTrees:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._store: DocumentStore | None = None
         self.on_slow: Callable[[str], None] | None = None  # a budgeted re-parse gave up: finish it elsewhere
 
     def attach(self, store: DocumentStore) -> None:
-        self._store = store
         store.on_edit(self.on_edit)
         for doc in store:  # documents opened before attaching
-            self.on_edit(doc, [])
+            if not store.oversized(doc):
+                self.on_edit(doc, [])
 
     def on_edit(self, doc: Document, edits: Sequence[TextEdit]) -> None:
         grammar = grammar_name(doc.language_id, uri_path(doc.uri))
         language = get_language(grammar) if grammar else None
         with self._lock:
-            self._prune()
             if language is None or grammar is None:
                 self._entries.pop(doc.uri, None)
                 return
@@ -169,16 +167,13 @@ class SyntaxTrees:
             return (entry.full_parses, entry.reparses) if entry else (0, 0)
 
     def forget(self, uri: str) -> None:
+        """Drop a document's tree (closed, or over the size limit): a tree takes several times its text's size."""
         with self._lock:
             self._entries.pop(uri, None)
 
-    def _prune(self) -> None:
-        # The store does not announce didClose; drop trees of closed documents now and then.
-        store = self._store
-        if store is None or len(self._entries) < 32:
-            return
-        for uri in [u for u in self._entries if store.find(u) is None]:
-            del self._entries[uri]
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 def _parse(
