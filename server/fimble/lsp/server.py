@@ -174,7 +174,7 @@ class FimbleServer(LanguageServer):
         return doc
 
     def too_large_message(self, doc: Document) -> str:
-        name = Path(urlparse(doc.uri).path).name or doc.uri
+        name = Path(unquote(urlparse(doc.uri).path)).name or doc.uri
         return (
             f"{name} is {doc.size_bytes / 1e6:.1f} MB, over maxDocumentBytes ({self.store.max_bytes / 1e6:.1f} MB): "
             "fimble gives it no suggestions, diagnostics or context until it is smaller."
