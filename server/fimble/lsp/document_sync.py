@@ -25,6 +25,8 @@ class DocumentSyncProtocol(LanguageServerProtocol):
         """pygls' done-callback for notifications; also forgets the Future pygls kept for a generator handler
         (in-flight requests are the only other entries, so the scan is short)."""
         super()._check_handler_result(future)
+        if future.cancelled():
+            return  # only shutdown cancels these, while it iterates over _request_futures: leave the dict alone
         for msg_id, pending in list(self._request_futures.items()):
             if pending is future:
                 del self._request_futures[msg_id]
