@@ -460,8 +460,10 @@ class ContextEngine:
                 return start, end
 
         result.snap = snap
-        if query.uri:
-            # Only remember where the user is; chunks are copied on the event loop, which owns the documents.
+        store = self._store
+        if query.uri and (store is None or store.find(query.uri) is not None):
+            # Only remember where the user is; chunks are copied on the event loop, which owns the documents. (A
+            # request that finishes after its document was closed must not bring its entry back.)
             with self._lock:
                 self._pending[query.uri] = cursor.row
         # Keystroke-to-keystroke stability is for documents open in the editor; one-off requests (the CLI, the
