@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from array import array
 from collections.abc import Callable
 
 # After a newline (or a run of blank lines), before the indentation of the next non-blank line.
@@ -19,11 +20,11 @@ _LINE_START = re.compile(r"(?<=\n)(?=[ \t]*\S)")
 # Shorter texts go to the tokenizer directly: splitting would cost more than it saves.
 _MIN_SPLIT_CHARS = 512
 # The memo holds lines up to this many characters in all, then starts over. A prompt is at most n_ctx tokens (about
-# 16K characters at 4096), so this keeps the lines of dozens of prompts: switching among open files still hits.
-# A memoised character costs about 10 bytes (the line, its token ids as Python ints, the dict entry), so the memo
-# plateaus near 10 MB. Typing makes a new line per keystroke; without a bound in characters, long lines would
-# grow it without end.
-MAX_MEMO_CHARS = 1_000_000
+# 16K characters at 4096), so this keeps the lines of some thirty prompts: switching among open files still hits.
+# Typing makes a new line per keystroke, which is why the bound is in characters (long lines would otherwise grow
+# it without end). A memoised character costs about 5 bytes (the line, its ids as 32-bit ints, the dict entry):
+# the memo plateaus near 2.5 MB.
+MAX_MEMO_CHARS = 500_000
 # Longer lines (minified code, data) are tokenized every time: each keystroke on one makes another near-copy, and
 # a memo of them would spend its whole budget on a few keystrokes.
 MAX_MEMO_LINE = 2_000
@@ -41,7 +42,7 @@ class LineTokenMemo:
     def __init__(self, tokenize: Callable[[str], list[int]], max_chars: int = MAX_MEMO_CHARS) -> None:
         self._tokenize = tokenize
         self._max_chars = max_chars
-        self._memo: dict[str, tuple[int, ...]] = {}
+        self._memo: dict[str, array[int]] = {}
         self._chars = 0  # characters of the memoised lines
         self._lock = threading.Lock()  # the model worker and the event loop (calibration) may both tokenize
         self.exact = self._by_lines(_PROBE) == tokenize(_PROBE)
@@ -63,7 +64,7 @@ class LineTokenMemo:
                 continue
             ids = memo.get(line)
             if ids is None:
-                ids = tuple(self._tokenize(line))
+                ids = array("i", self._tokenize(line))
                 with self._lock:
                     if self._chars + len(line) > self._max_chars:
                         memo.clear()  # cheaper than LRU bookkeeping; the next prompt refills it in a few ms
