@@ -117,7 +117,7 @@ class Document:
     # Where each line starts, as a numpy array: an edit shifts the lines after it with one vectorised add, so a
     # keystroke in a 20 MB document costs about a millisecond here instead of re-scanning the text (a quarter of a
     # second), and the index takes 8 bytes a line instead of a Python int's 36.
-    _line_starts: LineStarts = field(default_factory=lambda: np.zeros(1, dtype=np.int64), repr=False)
+    _line_starts: LineStarts = field(default_factory=lambda: np.zeros(1, dtype=np.int64), repr=False, compare=False)
     size_bytes: int = 0  # UTF-8 length of `text`, kept up to date by edits (the size limit compares it)
 
     def __post_init__(self) -> None:
