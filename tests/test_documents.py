@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fimble.documents import Document, DocumentStore
-from fimble.documents.document import split_lines, utf16_to_index
+from fimble.documents.document import TextEdit, split_lines, utf16_to_index
 from fimble.errors import DocumentError
 
 
@@ -66,3 +68,45 @@ def test_utf8_and_utf32_position_encodings() -> None:
     assert Document(uri="u", text=text, encoding="utf-32").offset_at(0, 2) == 2
     with pytest.raises(DocumentError):
         Document(uri="u", text=text, encoding="utf-8").offset_at(0, 1)  # inside 'é'
+
+
+_PIECES = st.sampled_from(["a", "bc", "\n", "\r", "\r\n", "é", "😀", " "])
+_TEXT = st.lists(_PIECES, max_size=12).map("".join)
+
+
+@given(text=_TEXT, edits=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), _TEXT), max_size=4))
+@settings(max_examples=400, deadline=None)
+def test_line_index_follows_edits_as_a_full_scan_would(text: str, edits: list[tuple[float, float, str]]) -> None:
+    """Only the lines around an edit are scanned again: a '\\r' and a '\\n' meeting across its ends must still make
+    one line break, and every later line must move by the edit's length."""
+    doc = Document(uri="u", text=text)
+    for a, b, new in edits:
+        start, end = sorted((round(a * len(doc.text)), round(b * len(doc.text))))
+        if doc.text[start - 1 : start + 1] == "\r\n" or doc.text[end - 1 : end + 1] == "\r\n":
+            continue  # no LSP position lies inside a line break
+        expected = doc.text[:start] + new + doc.text[end:]
+        doc.apply_change(new, doc.position_at(start), doc.position_at(end))
+        assert doc.text == expected
+        fresh = Document(uri="u", text=expected)
+        assert [doc.line(r) for r in range(doc.line_count)] == [fresh.line(r) for r in range(fresh.line_count)]
+        assert list(doc._line_starts) == list(fresh._line_starts)
+        assert doc.size_bytes == len(expected.encode("utf-8"))
+
+
+def test_a_document_over_the_size_limit_is_kept_in_step_but_not_announced() -> None:
+    store = DocumentStore(max_bytes=10)
+    announced: list[tuple[str, list[TextEdit]]] = []
+    store.on_edit(lambda doc, edits: announced.append((doc.text, edits)))
+    doc = store.open("file:///big.py", "x = 1\ny = 22\n", 1, "python")  # 13 bytes
+    assert store.oversized(doc) and announced == []
+    store.change("file:///big.py", 2, [("3", (1, 4), (1, 6))])  # still 12 bytes: applied, not announced
+    assert doc.text == "x = 1\ny = 3\n" and announced == []
+    store.change("file:///big.py", 3, [("", (0, 0), (1, 0))])  # 6 bytes: back, as one edit of the whole text
+    ((text, edits),) = announced
+    assert text == "y = 3\n" and edits == [doc.whole_edit()]
+    assert edits[0].start_byte == 0 and edits[0].old_end_byte == 0 and edits[0].new_end_byte == 6
+    # a lower limit puts it over again (the caller drops what it kept); a higher one announces it once more
+    assert store.set_limit(4) == [doc] and len(announced) == 1
+    assert store.set_limit(0) == [] and len(announced) == 2 and not store.oversized(doc)
+    # the limit counts UTF-8 bytes, not characters
+    assert Document(uri="u", text="é😀").size_bytes == 6

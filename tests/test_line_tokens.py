@@ -38,8 +38,17 @@ def test_a_tokenizer_that_is_not_line_separable_is_called_on_the_whole_text() ->
     assert calls == [CODE, CODE]
 
 
-def test_the_memo_is_bounded() -> None:
-    memo = LineTokenMemo(lambda text: [ord(c) for c in text], max_lines=50)
+def test_the_memo_is_bounded_in_characters() -> None:
+    memo = LineTokenMemo(lambda text: [ord(c) for c in text], max_chars=300)
     assert memo.exact
     assert memo.tokenize(CODE) == [ord(c) for c in CODE]
-    assert len(memo._memo) <= 50
+    assert 0 < memo.chars <= 300 and sum(len(line) for line in memo._memo) == memo.chars
+    # typing on one line makes a new line per keystroke: the memo starts over instead of growing
+    for n in range(200):
+        text = CODE + "    value = compute(" + "x" * n + ")\n"
+        assert memo.tokenize(text) == [ord(c) for c in text]
+        assert memo.chars <= 300
+    # a line longer than any worth keeping is tokenized, not memoised
+    long_line = "data = [" + "1, " * 1000 + "]\n"
+    assert memo.tokenize(CODE + long_line) == [ord(c) for c in CODE + long_line]
+    assert long_line not in memo._memo

@@ -110,10 +110,11 @@ class ContextEngine:
         # stability.py).
         self._arrangements: dict[str, list[list[Snippet]]] = {}
         self._last_found: dict[tuple[str, str], list[Candidate]] = {}
+        self.similar = SimilarSource(self.chunks, self._nearby, self.allowed, self._read_nearby_later)
         self.sources: dict[str, Source] = {
             "scope": ScopeSource(),
             "definitions": DefinitionsSource(lambda: self.index, self.co_change),
-            "similar": SimilarSource(self.chunks, self._nearby, self.allowed, self._read_nearby_later),
+            "similar": self.similar,
             "ring": RingSource(self.ring, self.allowed, self.co_change),
             "git": GitSource(lambda: self._git_state.hunks, self.allowed, self.co_change),
         }
@@ -123,7 +124,43 @@ class ContextEngine:
         self._store = store
         self.trees.attach(store)
         store.on_edit(self._on_edit)
-        self._seen.update(doc.uri for doc in store)
+        self._seen.update(doc.uri for doc in store if not store.oversized(doc))
+
+    def forget(self, uri: str) -> None:
+        """Drop everything kept for a document that was closed or grew past the size limit: its syntax tree, the
+        row the user was at, its prompt arrangements and each source's last answer for it, the similar source's
+        passages and questions for it, its relative path, and the background jobs scheduled for it (each holds the
+        document). Bounded workspace-wide structures keep what they hold within their bound: the ring (16 chunks)
+        and the index (the workspace's files)."""
+        self.trees.forget(uri)
+        with self._lock:
+            self._pending.pop(uri, None)
+            if self._last_uri == uri:
+                self._last_uri = None
+        self._seen.discard(uri)
+        # gather() writes these two on the model worker; single dict operations are atomic under the GIL
+        self._arrangements.pop(uri, None)
+        for name in self.sources:
+            self._last_found.pop((uri, name), None)
+        self.similar.forget(uri)
+        self._rel_cache.pop(uri, None)
+        for job in (f"tree:{uri}", f"doc:{uri}", f"parse:{uri}"):
+            self._worker.cancel(job)
+
+    def state_of(self, uri: str) -> list[str]:
+        """What the engine keeps for a document, by name (for tests: empty once it is forgotten)."""
+        held = {
+            "tree": self.trees.tracked(uri),
+            "pending": uri in self._pending,
+            "last_uri": self._last_uri == uri,
+            "seen": uri in self._seen,
+            "arrangements": uri in self._arrangements,
+            "last_found": any(key[0] == uri for key in list(self._last_found)),
+            "similar": self.similar.holds(uri),
+            "rel_cache": uri in self._rel_cache,
+            "jobs": any(uri in key for key in self._worker.scheduled()),
+        }
+        return [name for name, kept in held.items() if kept]
 
     def start_indexing(self, report: Report | None = None) -> None:
         """Index the workspace on the background thread, reporting progress; returns at once."""
@@ -433,8 +470,10 @@ class ContextEngine:
                 return start, end
 
         result.snap = snap
-        if query.uri:
-            # Only remember where the user is; chunks are copied on the event loop, which owns the documents.
+        store = self._store
+        if query.uri and (store is None or store.find(query.uri) is not None):
+            # Only remember where the user is; chunks are copied on the event loop, which owns the documents. (A
+            # request that finishes after its document was closed must not bring its entry back.)
             with self._lock:
                 self._pending[query.uri] = cursor.row
         # Keystroke-to-keystroke stability is for documents open in the editor; one-off requests (the CLI, the

@@ -52,6 +52,17 @@ class Worker:
             # hand-off per keystroke for nothing
             self._queue.put(None)
 
+    def cancel(self, key: str) -> None:
+        """Drop the job scheduled with `later` under this key, if it has not started (the thread, asleep until the
+        earliest due time, wakes then and finds nothing to run)."""
+        with self._lock:
+            self._timed.pop(key, None)
+
+    def scheduled(self) -> list[str]:
+        """Keys of the jobs scheduled and not started (for tests)."""
+        with self._lock:
+            return list(self._timed)
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._queue.put(None)

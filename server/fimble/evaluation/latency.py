@@ -267,40 +267,80 @@ class Session:
     status_fields: set[str] = field(default_factory=set)
 
 
-class _Client(LanguageClient):
+class BenchClient(LanguageClient):
+    """A client for benchmarks that drive `fimble serve` over stdio: records fimble/status and showMessage."""
+
     def __init__(self) -> None:
         super().__init__("fimble-bench", __version__)
         self.statuses: list[tuple[float, dict[str, Any]]] = []
+        self.messages: list[types.ShowMessageParams] = []
+
+    @property
+    def server_pid(self) -> int | None:
+        """The server's process id (with `start_server` the shell execs it, so this is fimble itself)."""
+        return self._server.pid if self._server is not None else None
 
 
-def _make_client(init_options: dict[str, Any]) -> _Client:
-    client = _Client()
+def make_client(init_options: dict[str, Any]) -> BenchClient:
+    """A client that answers workspace/configuration with `init_options` and accepts what the server sends."""
+    client = BenchClient()
 
     @client.feature("fimble/status")
-    def on_status(ls: _Client, params: Any) -> None:
+    def on_status(ls: BenchClient, params: Any) -> None:
         ls.statuses.append((time.monotonic(), plain(params)))
 
     @client.feature(types.WORKSPACE_CONFIGURATION)
-    def on_configuration(ls: _Client, params: types.ConfigurationParams) -> list[Any]:
+    def on_configuration(ls: BenchClient, params: types.ConfigurationParams) -> list[Any]:
         return [init_options for _ in params.items]
 
     @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
-    def on_progress_create(ls: _Client, params: Any) -> None:
+    def on_progress_create(ls: BenchClient, params: Any) -> None:
         return None
 
     @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    def on_diagnostics(ls: _Client, params: Any) -> None:
+    def on_diagnostics(ls: BenchClient, params: Any) -> None:
         return None
 
     @client.feature(types.WINDOW_LOG_MESSAGE)
-    def on_log(ls: _Client, params: Any) -> None:
+    def on_log(ls: BenchClient, params: Any) -> None:
         return None
 
     @client.feature(types.WINDOW_SHOW_MESSAGE)
-    def on_message(ls: _Client, params: types.ShowMessageParams) -> None:
+    def on_message(ls: BenchClient, params: types.ShowMessageParams) -> None:
+        ls.messages.append(params)
         print(f"server: {params.message}", file=sys.stderr)
 
     return client
+
+
+async def start_server(client: BenchClient, log_path: Path, env: dict[str, str]) -> None:
+    """Run `python -m fimble serve` with its stderr (its log) appended to `log_path`: an unread pipe would fill up
+    and stall the server."""
+    await client.start_io(
+        "/bin/sh", "-c", 'exec "$@" 2>>"$0"', str(log_path), sys.executable, "-m", "fimble", "serve", env=env
+    )  # fmt: skip
+
+
+async def initialize(client: BenchClient, root: Path, init_options: dict[str, Any]) -> None:
+    """initialize (with `root` as the workspace folder) and initialized, as an editor sends them."""
+    await asyncio.wait_for(
+        client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(
+                    text_document=types.TextDocumentClientCapabilities(
+                        synchronization=types.TextDocumentSyncClientCapabilities(did_save=True),
+                        inline_completion=types.InlineCompletionClientCapabilities(),
+                    ),
+                    workspace=types.WorkspaceClientCapabilities(configuration=True),
+                ),
+                initialization_options=init_options,
+                root_uri=root.as_uri(),
+                workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+            )
+        ),
+        timeout=60,
+    )
+    client.initialized(types.InitializedParams())
 
 
 class LogTail:
@@ -333,7 +373,7 @@ class LogTail:
         return out
 
 
-async def _wait_ready(client: _Client, timeout_s: float) -> dict[str, Any]:
+async def wait_ready(client: BenchClient, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for _, status in client.statuses:
@@ -368,33 +408,13 @@ async def run_session(
     root = Path(args.root).resolve() if args.root else file.parent
     uri = file.as_uri()
     log_path = work / "server.log"
-    client = _make_client(init_options)
-    # The server's stderr (its log) goes to a file: an unread pipe would fill up and stall the server.
-    await client.start_io(
-        "/bin/sh", "-c", 'exec "$@" 2>>"$0"', str(log_path), sys.executable, "-m", "fimble", "serve", env=_server_env(args)
-    )  # fmt: skip
+    client = make_client(init_options)
+    await start_server(client, log_path, _server_env(args))
     session = Session()
     log = LogTail(log_path)
     try:
-        await asyncio.wait_for(
-            client.initialize_async(
-                types.InitializeParams(
-                    capabilities=types.ClientCapabilities(
-                        text_document=types.TextDocumentClientCapabilities(
-                            synchronization=types.TextDocumentSyncClientCapabilities(did_save=True),
-                            inline_completion=types.InlineCompletionClientCapabilities(),
-                        ),
-                        workspace=types.WorkspaceClientCapabilities(configuration=True),
-                    ),
-                    initialization_options=init_options,
-                    root_uri=root.as_uri(),
-                    workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
-                )
-            ),
-            timeout=60,
-        )
-        client.initialized(types.InitializedParams())
-        ready = await _wait_ready(client, args.load_timeout)
+        await initialize(client, root, init_options)
+        ready = await wait_ready(client, args.load_timeout)
         session.model = str(ready.get("model", ""))
         m = re.search(r"loaded in (\d+) ms", str(ready.get("message", "")))
         session.load_ms = float(m.group(1)) if m else None
@@ -454,7 +474,7 @@ async def run_session(
             t_resp = time.monotonic()
             req.latency_ms = (t_resp - t_req) * 1000
             req.key_to_suggestion_ms = (t_resp - t_key) * 1000
-            suggestion = _first_item(result)
+            suggestion = first_item(result)
             req.suggestion = suggestion
             _take_status(req, [s for _, s in client.statuses[n_status:]], session)
             _take_log(req, log.completions())
@@ -506,7 +526,7 @@ def _tokens_to_generate(req: Request, bare: BareLlama | None, max_tokens: int) -
     return max(1, min(n, max_tokens))
 
 
-def _first_item(result: Any) -> str:
+def first_item(result: Any) -> str:
     items = result.items if isinstance(result, types.InlineCompletionList) else result or []
     for item in items:
         text = item.insert_text

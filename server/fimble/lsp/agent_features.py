@@ -60,7 +60,18 @@ class AgentFeatures:
         self._tasks: set[asyncio.Task[None]] = set()
         self.published: dict[str, list[types.Diagnostic]] = {}
         server.store.on_edit(self.on_edit)
-        server.store.on_close(self._spawn_publish)  # publishing for a closed document clears its diagnostics
+
+    def forget(self, uri: str) -> None:
+        """Drop what is kept for a document closed or grown past the size limit: its pending diagnostics timer, its
+        published diagnostics (cleared in the editor too), and the cancel tokens of its fix and explanation (a fix
+        for a closed document can no longer be applied, so it is cancelled; an explanation is left to finish)."""
+        timer = self._timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+        if self.published.pop(uri, None):
+            self._send(uri, None, [])
+        self.server.runtime.cancel(f"fix:{uri}")
+        self.server.runtime.forget(f"explain:{uri}")
 
     @property
     def context(self) -> CodeContext:
@@ -112,10 +123,9 @@ class AgentFeatures:
         task.add_done_callback(self._tasks.discard)
 
     async def publish(self, uri: str) -> None:
-        doc = self.server.store.find(uri)
-        if doc is None:
-            if self.published.pop(uri, None):
-                self._send(uri, None, [])
+        store = self.server.store
+        doc = store.find(uri)
+        if doc is None or store.oversized(doc):
             return
         text, version, language = doc.text, doc.version, doc.language_id
         try:
@@ -123,9 +133,9 @@ class AgentFeatures:
         except Exception:
             log.exception("syntax diagnostics failed for %s", uri)
             return
-        doc = self.server.store.find(uri)
-        if doc is None or doc.version != version or doc.text != text:
-            return  # edited meanwhile: that edit's own timer publishes
+        doc = store.find(uri)
+        if doc is None or doc.version != version or store.oversized(doc) or doc.text != text:
+            return  # closed, set aside or edited meanwhile (that edit's own timer publishes)
         diagnostics = [to_diagnostic(doc, p) for p in problems]
         if diagnostics == self.published.get(uri, []):
             return
@@ -146,7 +156,7 @@ class AgentFeatures:
 
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         doc = self.server.store.find(params.text_document.uri)
-        if doc is None:
+        if doc is None or self.server.store.oversized(doc):
             return []
         own = diagnostics_at(self.published.get(doc.uri, []), params.range)
         return code_actions(doc, params, own, resolve_edits=self.resolves_edits())
@@ -159,7 +169,7 @@ class AgentFeatures:
         except (ValueError, TypeError) as exc:
             raise JsonRpcInvalidParams(f"fimble: {exc}") from None
         ls = self.server
-        doc = ls.document(uri)
+        doc = ls.document(uri, within_limit=True)
         if doc.version != version:
             raise JsonRpcContentModified(
                 f"fimble: {Path(uri).name} changed since this fix was offered (version {version}, now {doc.version}); "
@@ -249,7 +259,7 @@ class AgentFeatures:
         except Exception:
             raise JsonRpcInvalidParams("fimble.explain: 'range' is not an LSP Range.") from None
         uri = arg["uri"]
-        doc = ls.document(uri)
+        doc = ls.document(uri, within_limit=True)
         try:
             start, end = offset_of(doc, r.start), offset_of(doc, r.end)
         except FimbleError as exc:
@@ -296,7 +306,7 @@ def register(server: FimbleServer, context: CodeContext | None = None) -> AgentF
     """Add the agent's capabilities to the server (one call from `create_server`). Handlers annotate `ls` with
     pygls' LanguageServer because pygls resolves command handlers' annotations at run time."""
     agent = AgentFeatures(server, context)
-    server.agent = agent  # type: ignore[attr-defined]
+    server.agent = agent
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,

@@ -317,6 +317,18 @@ class FimbleProtocol(LanguageServerProtocol):
                 msg_id, None, types.ResponseError(code=-32603, message=f"Internal error: {mismatch(error)}")
             )
 
+    def _check_handler_result(self, future: Any) -> None:
+        """pygls' done-callback for notifications; also forgets the Future pygls files under a fresh id for a
+        notification whose built-in handler is a generator (didChange, didOpen, ...) and never takes out: about a
+        kilobyte kept for every keystroke, for good. In-flight requests are the only other entries."""
+        super()._check_handler_result(future)
+        if future.cancelled():
+            return  # only shutdown cancels these, while it iterates over _request_futures: leave the dict alone
+        for msg_id, pending in list(self._request_futures.items()):
+            if pending is future:
+                del self._request_futures[msg_id]
+                break
+
     # -- documents: fimble's DocumentStore holds them; pygls' second copy would cost a Python loop over every line
     # of the document on each keystroke (seconds on a 20 MB file) and its own memory.
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)

@@ -263,10 +263,22 @@ class ModelRuntime:
         return token
 
     def cancel(self, key: str) -> None:
+        """Cancel the request running under `key` and stop tracking the key."""
         with self._lock:
             token = self._latest.pop(key, None)
         if token is not None:
             token.cancel()
+
+    def forget(self, key: str) -> None:
+        """Stop tracking `key` (a closed document's) and let what runs under it finish: one token per key would
+        otherwise stay for every document ever opened."""
+        with self._lock:
+            self._latest.pop(key, None)
+
+    def tracked_keys(self) -> list[str]:
+        """The keys whose newest request is tracked (for tests)."""
+        with self._lock:
+            return list(self._latest)
 
     def submit(self, fn: Callable[[ModelBackend], T], cancel: CancelToken) -> Future[T]:
         """Run `fn(backend)` on the worker after any load in progress; skipped if cancelled before it starts."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
@@ -23,7 +22,12 @@ from fimble.syntax.languages import get_language, get_parser, grammar_name
 # tree-sitter counts rows by '\n' only; the document also breaks lines at a lone '\r', so with one present the
 # points in a TextEdit would not match tree-sitter's and an incremental parse could go wrong: parse afresh instead.
 _LONE_CR = re.compile(r"\r(?!\n)")
-_READ_CHUNK = 1 << 16
+# How fast tree-sitter parses a file from scratch (measured: 0.3 ms per KB of Python on a loaded laptop core). A
+# parse with a time budget runs only on text it could parse whole within the budget; larger documents lend their
+# previous tree, shifted by the edits, and finish in the background. A parse cannot be stopped early instead:
+# tree-sitter's progress callback needs the text through a read callback, and py-tree-sitter 0.26 keeps a reference
+# to every chunk such a callback returns, so each budgeted parse would leak the text it read.
+FULL_PARSE_BYTES_PER_S = 3_500_000
 
 
 def uri_path(uri: str) -> str:
@@ -34,7 +38,8 @@ def uri_path(uri: str) -> str:
 def parse_text(
     text: str, language_id: str | None, path: str | None = None, budget_s: float | None = None
 ) -> tree_sitter.Tree | None:
-    """A fresh tree for `text`; None for a language without a grammar or when `budget_s` ran out."""
+    """A fresh tree for `text`; None for a language without a grammar or text too long to parse within
+    `budget_s`."""
     parser = get_parser(language_id, path)
     if parser is None:
         return None
@@ -66,20 +71,18 @@ class SyntaxTrees:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._store: DocumentStore | None = None
         self.on_slow: Callable[[str], None] | None = None  # a budgeted re-parse gave up: finish it elsewhere
 
     def attach(self, store: DocumentStore) -> None:
-        self._store = store
         store.on_edit(self.on_edit)
         for doc in store:  # documents opened before attaching
-            self.on_edit(doc, [])
+            if not store.oversized(doc):
+                self.on_edit(doc, [])
 
     def on_edit(self, doc: Document, edits: Sequence[TextEdit]) -> None:
         grammar = grammar_name(doc.language_id, uri_path(doc.uri))
         language = get_language(grammar) if grammar else None
         with self._lock:
-            self._prune()
             if language is None or grammar is None:
                 self._entries.pop(doc.uri, None)
                 return
@@ -113,10 +116,10 @@ class SyntaxTrees:
         """The tree of an open document, re-parsed incrementally if edits are pending.
 
         None when the document is unknown or has no grammar, or when `text` is given and the document has moved on
-        since (the caller then parses its own snapshot). With `budget_s`, a re-parse that runs longer is abandoned
-        and the previous tree, shifted by the edits, is returned instead: typing `f(` can make tree-sitter
-        re-parse everything after the cursor, and a slightly stale tree serves context better than a late one.
-        `on_slow` is then told, so the parse can finish in the background.
+        since (the caller then parses its own snapshot). With `budget_s`, a document too long to parse whole within it
+        is not re-parsed here: the previous tree, shifted by the edits, is returned instead (typing `f(` can make
+        tree-sitter re-parse everything after the cursor, and a slightly stale tree serves context better than a
+        late one). `on_slow` is then told, so the parse can finish in the background.
 
         The parse runs outside the lock (the event loop must not wait on it) and a copy is returned, because
         `Tree.edit` on the event loop would otherwise mutate a tree another thread is reading.
@@ -169,39 +172,23 @@ class SyntaxTrees:
             return (entry.full_parses, entry.reparses) if entry else (0, 0)
 
     def forget(self, uri: str) -> None:
+        """Drop a document's tree (closed, or over the size limit): a tree takes several times its text's size."""
         with self._lock:
             self._entries.pop(uri, None)
 
-    def _prune(self) -> None:
-        # The store does not announce didClose; drop trees of closed documents now and then.
-        store = self._store
-        if store is None or len(self._entries) < 32:
-            return
-        for uri in [u for u in self._entries if store.find(u) is None]:
-            del self._entries[uri]
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 def _parse(
     parser: tree_sitter.Parser, source: bytes, old: tree_sitter.Tree | None, budget_s: float | None
 ) -> tree_sitter.Tree | None:
-    """Parse (incrementally from `old`); None when `budget_s` ran out first."""
-    if budget_s is None:
-        return parser.parse(source, old) if old is not None else parser.parse(source)
-    deadline = time.monotonic() + budget_s
-
-    def read(byte: int, _point: tuple[int, int]) -> bytes:
-        return source[byte : byte + _READ_CHUNK]
-
-    def halt(*_state: object) -> bool:
-        return time.monotonic() > deadline
-
-    try:
-        if old is None:
-            return parser.parse(read, progress_callback=halt)
-        return parser.parse(read, old, progress_callback=halt)
-    except ValueError:  # halted; a halted parser resumes its old input unless reset
-        parser.reset()
+    """Parse (incrementally from `old`); None, without parsing, when a parse from scratch could take longer than
+    `budget_s` (see FULL_PARSE_BYTES_PER_S)."""
+    if budget_s is not None and len(source) > budget_s * FULL_PARSE_BYTES_PER_S:
         return None
+    return parser.parse(source, old) if old is not None else parser.parse(source)
 
 
 def _replaces_all(edit: TextEdit, old_text: str) -> bool:

@@ -100,6 +100,18 @@ class SimilarSource:
             self._answered.popitem(last=False)
         return picked
 
+    def forget(self, uri: str) -> None:
+        """Drop what a closed document's prompts held and asked. Runs on the event loop while `gather` may write on
+        the model worker: list() takes the keys in one step (no Python code runs between them under the GIL)."""
+        self._held.pop(uri, None)
+        for question in list(self._answered):
+            if question[0] == uri:
+                self._answered.pop(question, None)
+
+    def holds(self, uri: str) -> bool:
+        """Whether anything is kept for the document (for tests)."""
+        return uri in self._held or any(question[0] == uri for question in list(self._answered))
+
     def _still_reads_so(self, chunk: CodeChunk) -> bool:
         return chunk in (self._cache.cached(chunk.path) or ())
 
