@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fimble.completion.pipeline import Completion, CompletionRequest, complete
+from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents.languages import language_from_path
 from fimble.model.backend import CancelToken, ModelBackend, ModelInfo
@@ -69,8 +69,19 @@ class Engine:
 
     def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion:
         """The pipeline on `text` (the file `root/rel_path`, cursor at `offset`), built like the server builds it."""
+        request = self._request(root, rel_path, text, offset, settings)
+        # No deadline, like `fimble complete`: quality should not depend on how loaded the machine is. The server's
+        # time budget is a latency feature, measured by the latency benchmark instead.
+        return self.runtime.run_sync(lambda backend: complete(backend, request, CancelToken()))
+
+    def prompt(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Prompt:
+        """The prompt the pipeline would send, without generating (for scoring the true line alone)."""
+        request = self._request(root, rel_path, text, offset, settings)
+        return self.runtime.run_sync(lambda backend: build_prompt(backend, request))
+
+    def _request(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> CompletionRequest:
         path = root.resolve() / rel_path
-        request = CompletionRequest(
+        return CompletionRequest(
             text=text,
             offset=offset,
             language_id=language_from_path(rel_path),
@@ -81,9 +92,6 @@ class Engine:
             # With no sources selected the pipeline ignores the engine; skip indexing the workspace then.
             context=self.context_for(root) if settings.context_sources else None,
         )
-        # No deadline, like `fimble complete`: quality should not depend on how loaded the machine is. The server's
-        # time budget is a latency feature, measured by the latency benchmark instead.
-        return self.runtime.run_sync(lambda backend: complete(backend, request, CancelToken()))
 
     def score(self, prompt: Prompt, text: str) -> float | None:
         """Log-probability of `text` typed at the end of `prompt` (None for engines that cannot score, such as
