@@ -40,11 +40,12 @@ class Engine:
 
     def context_for(self, root: Path) -> ContextEngine:
         """The context engine over `root`, indexed before the first request (no persistent cache: the workspaces
-        are temporary)."""
+        are temporary), its sources free of deadlines."""
         root = root.resolve()
         engine = self._contexts.get(root)
         if engine is None:
-            engine = ContextEngine(root, cache_file=False)
+            # Untimed: what context a task gets must not depend on how loaded the machine is while it runs.
+            engine = ContextEngine(root, cache_file=False, timed=False)
             engine.index_now()
             self._contexts[root] = engine
         return engine
