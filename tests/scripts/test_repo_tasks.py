@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fimble.evaluation.harness import run_repo
+from fimble.evaluation.harness import Checkpoint, run_repo
 from fimble.evaluation.repo_tasks import RepoTask, SourceTree, Workspace, build_tasks, interleave, source_tree
 from fimble.settings import Settings
 from tests.scripts.helpers import Scripted
@@ -145,3 +145,22 @@ def test_unknown_package_is_a_clear_error() -> None:
 
 def _task(prefix: str, i: int) -> RepoTask:
     return RepoTask(f"{prefix}{i}", prefix, "x.py", i, "", "", "t", ())
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(package: SourceTree, tmp_path: Path) -> None:
+    tasks = build_tasks(package, per_file=2)
+    path = tmp_path / "out.json.partial.jsonl"
+    first = Scripted({t.prefix: t.target for t in tasks})
+    run_repo(first, tasks[:1], {"pkg": package}, Settings(), lambda _: None, checkpoint=Checkpoint(path, False))
+    path.write_text(path.read_text() + '{"mode": "all", "record": ')  # the line the kill cut short
+    again = Scripted({t.prefix: t.target for t in tasks})
+    checkpoint = Checkpoint(path, resume=True)
+    result = run_repo(again, tasks, {"pkg": package}, Settings(), lambda _: None, checkpoint=checkpoint)
+    assert len(again.calls) == 1  # only the task the first run did not finish
+    assert {t["task_id"] for t in result.tasks} == {t.task_id for t in tasks}
+    assert all(t["exact_match"] for t in result.tasks)
+    # another setting, or a score-only run, finds nothing of this one's
+    assert not checkpoint.done("none", False) and not checkpoint.done(result.context, True)
+    assert len(Checkpoint(path, resume=True).done(result.context, False)) == 2
+    Checkpoint(path, resume=False)  # a fresh run starts a fresh file
+    assert path.read_text() == ""

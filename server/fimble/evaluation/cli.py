@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="FILE", help="write all results as JSON here")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="repository tasks: take the tasks an earlier, stopped run with the same --out finished from its "
+        "FILE.partial.jsonl instead of running them again",
+    )
+    parser.add_argument(
         "--exec-timeout", type=float, default=10.0, metavar="S", help="wall-clock limit per test run (default 10 s)"
     )
     parser.add_argument(

@@ -176,6 +176,45 @@ def run_humaneval(
 # -- repository line completion -------------------------------------------------------------------------------
 
 
+class Checkpoint:
+    """Each finished repository task appended to a JSON-lines file as it comes, so a long run that stopped (killed,
+    crashed, the machine restarted) resumes where it was instead of starting over."""
+
+    def __init__(self, path: Path | None, resume: bool) -> None:
+        self.path = path
+        self._done: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
+        if path is None:
+            return
+        if resume and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write("\n")  # after a line the stop cut short, the next record starts a line of its own
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                    key = (str(entry["mode"]), bool(entry["score_only"]))
+                    self._done.setdefault(key, {})[entry["record"]["task_id"]] = entry["record"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by the stop
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+
+    def done(self, mode: str, score_only: bool) -> dict[str, dict[str, Any]]:
+        return self._done.get((mode, score_only), {})
+
+    def add(self, mode: str, score_only: bool, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"mode": mode, "score_only": score_only, "record": record}, ensure_ascii=False) + "\n")
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def run_repo(
     engine: Completer,
     tasks: list[repo_tasks.RepoTask],
@@ -186,11 +225,13 @@ def run_repo(
     splits: dict[str, str] | None = None,
     score_only: bool = False,
     label: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SuiteResult:
     """Each task once with `settings`. `splits`: package -> split, recorded with each task for the report.
     `score_only`: build the prompt and score the true line, without generating (a faster run for tuning, where the
-    log-probability is the signal)."""
+    log-probability is the signal). `checkpoint`: tasks it holds for this setting are taken from it, not run."""
     out = SuiteResult("repo", label or _sources(settings))
+    done = checkpoint.done(out.context, score_only) if checkpoint is not None else {}
     started = time.monotonic()
     score = getattr(engine, "score", None)  # optional: engines that can score a line by teacher forcing
     workspaces: dict[str, repo_tasks.Workspace] = {}
@@ -199,6 +240,9 @@ def run_repo(
     ordered = sorted(tasks, key=lambda t: (t.package, t.rel_path, t.line))
     try:
         for i, task in enumerate(ordered, 1):
+            if task.task_id in done:
+                out.tasks.append(done[task.task_id])
+                continue
             ws = workspaces.get(task.package)
             if ws is None:
                 ws = workspaces[task.package] = repo_tasks.Workspace(trees[task.package])
@@ -237,12 +281,14 @@ def run_repo(
             if keep_prompts:
                 record["prompt"] = prompt.text()
             out.tasks.append(record)
+            if checkpoint is not None:
+                checkpoint.add(out.context, score_only, record)
             shown = f"es {record['edit_similarity']:.2f}" if result is not None else ""
             if "target_logprob" in record:
                 shown += f"{', ' if shown else ''}logprob {record['target_logprob']:.2f}"
             progress(
                 f"[repo context={out.context} {i}/{len(tasks)}] {task.task_id}: {shown}"
-                f"{' (exact)' if record.get('exact_match') else ''}, {(time.monotonic() - started) / i:.1f} s/task"
+                f"{' (exact)' if record.get('exact_match') else ''}, {(time.monotonic() - started) / (i - len(done)):.1f} s/task"
             )
     finally:
         for ws in workspaces.values():
@@ -401,6 +447,7 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         modes = [parse_mode(spec, settings) for spec in specs]
         modes = list({label: mode for label, mode in modes}.items())  # each setting once
 
+    checkpoint = Checkpoint(Path(f"{args.out}.partial.jsonl") if args.out and repo_list else None, args.resume)
     started = time.monotonic()
     engine = Engine(settings)
     results: list[SuiteResult] = []
@@ -412,11 +459,11 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             results.append(run_humaneval(engine, suite, tasks, settings, limits, progress, args.keep_prompts))
         if repo_list:
             for label, mode in modes:
-                results.append(
-                    run_repo(
-                        engine, repo_list, trees, mode, progress, args.keep_prompts, splits, args.score_only, label
-                    )
-                )
+                run = run_repo(
+                    engine, repo_list, trees, mode, progress, args.keep_prompts, splits, args.score_only, label,
+                    checkpoint,
+                )  # fmt: skip
+                results.append(run)
     finally:
         engine.close()
 
@@ -461,6 +508,7 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         print(format_report(repo_report))
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        checkpoint.finish()
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
