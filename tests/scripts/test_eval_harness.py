@@ -159,3 +159,41 @@ def test_score_only_run_and_a_bad_mode(tmp_path: Path, tiny_model: Path) -> None
     assert "suggestion" not in task and -1e4 < task["target_logprob"] < 0
     bad = run_script("eval.py", "--suite", "repo", "--repo-source", str(pkg), "--mode", "scope,nonsense")
     assert bad.returncode == 2 and "Unknown --mode" in bad.stderr
+
+
+def test_a_memo_answers_the_prompts_an_earlier_run_sent(tmp_path: Path, tiny_model: Path) -> None:
+    pkg = tmp_path / "src" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("def helper(x):\n    return x + 1\n")
+    (pkg / "main.py").write_text(
+        "from .util import helper\n\n\ndef run(y):\n    value = helper(y)\n    other = helper(value)\n    return other\n"
+    )
+    memo = tmp_path / "memo.jsonl"
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / f"{name}.json"
+        result = run_script(
+            "eval.py", "--model", str(tiny_model), "--suite", "repo", "--repo-source", str(pkg), "--max-tokens", "6",
+            "--memo", str(memo), "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(out.read_text()))
+    first, second = runs
+    tasks = 2 * len(first["results"][0]["tasks"])
+    # per task and setting: one generation and one scoring
+    assert first["memo"]["asked"] == 2 * tasks and first["memo"]["answered"] == 0
+    assert second["memo"]["asked"] == 0 and second["memo"]["answered"] == 2 * tasks
+    for a, b in zip(first["results"], second["results"], strict=True):
+        for x, y in zip(a["tasks"], b["tasks"], strict=True):
+            assert (x["suggestion"], x["target_logprob"]) == (y["suggestion"], y["target_logprob"])
+    # another model file is another model: nothing carries over
+    other = tmp_path / "other.gguf"
+    other.write_bytes(tiny_model.read_bytes())
+    out = tmp_path / "third.json"
+    result = run_script(
+        "eval.py", "--model", str(other), "--suite", "repo", "--repo-source", str(pkg), "--max-tokens", "6",
+        "--memo", str(memo), "--out", str(out), "--mode", "none",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["memo"]["answered"] == 0

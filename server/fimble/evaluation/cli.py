@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="FILE", help="write all results as JSON here")
     parser.add_argument(
+        "--memo",
+        metavar="FILE",
+        help="answer prompts the model was given before (same model file, same prompt tokens) from FILE, and add the "
+        "new answers: a run that changes few prompts costs only those",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="repository tasks: take the tasks an earlier, stopped run with the same --out finished from its "

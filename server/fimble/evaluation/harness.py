@@ -238,11 +238,13 @@ def run_repo(
     # Run in file order: the window-only prompts of two lines of one file share their text up to the first masked
     # line, and the model's cache serves that part again (the report pairs tasks by id, not by order).
     ordered = sorted(tasks, key=lambda t: (t.package, t.rel_path, t.line))
+    ran = 0
     try:
         for i, task in enumerate(ordered, 1):
             if task.task_id in done:
                 out.tasks.append(done[task.task_id])
                 continue
+            ran += 1
             ws = workspaces.get(task.package)
             if ws is None:
                 ws = workspaces[task.package] = repo_tasks.Workspace(trees[task.package])
@@ -288,7 +290,7 @@ def run_repo(
                 shown += f"{', ' if shown else ''}logprob {record['target_logprob']:.2f}"
             progress(
                 f"[repo context={out.context} {i}/{len(tasks)}] {task.task_id}: {shown}"
-                f"{' (exact)' if record.get('exact_match') else ''}, {(time.monotonic() - started) / (i - len(done)):.1f} s/task"
+                f"{' (exact)' if record.get('exact_match') else ''}, {(time.monotonic() - started) / ran:.1f} s/task"
             )
     finally:
         for ws in workspaces.values():
@@ -449,7 +451,7 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
     checkpoint = Checkpoint(Path(f"{args.out}.partial.jsonl") if args.out and repo_list else None, args.resume)
     started = time.monotonic()
-    engine = Engine(settings)
+    engine = Engine(settings, Path(args.memo) if args.memo else None)
     results: list[SuiteResult] = []
     try:
         progress(
@@ -490,6 +492,7 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             "network_namespace": bool(network_namespace_prefix()),
         },
         "seconds": round(time.monotonic() - started, 1),
+        "memo": {"file": args.memo, "answered": engine.memo.hits, "asked": engine.memo.misses} if engine.memo else None,
         "results": [r.to_json() for r in results],
         "repo_context_vs_none": versus,
     }
