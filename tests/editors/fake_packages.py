@@ -90,14 +90,16 @@ def write_wheel(
     """A minimal, valid pure-Python wheel."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires or []]
     for extra, reqs in (extras or {}).items():
         meta.append(f"Provides-Extra: {extra}")
         meta += [f'Requires-Dist: {r}; extra == "{extra}"' for r in reqs]
     contents = {path: text.encode() for path, text in files.items()}
     contents[f"{info}/METADATA"] = ("\n".join(meta) + "\n").encode()
-    contents[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: fimble-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    contents[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: fimble-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     record = [_record_line(p, d) for p, d in contents.items()] + [f"{info}/RECORD,,"]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{dist}-{version}-py3-none-any.whl"

@@ -234,9 +234,7 @@ def test_install_update_and_cleanup(tmp_path: Path, wheelhouse: Path, source: Pa
     assert json.loads((root / "last-error.json").read_text())["code"] == "broken"
 
 
-def test_pip_failing_half_way_keeps_nothing_and_the_old_install(
-    tmp_path: Path, wheelhouse: Path, source: Path
-) -> None:
+def test_pip_failing_half_way_keeps_nothing_and_the_old_install(tmp_path: Path, wheelhouse: Path, source: Path) -> None:
     root = tmp_path / "root"
     code, _, err = install(root, source, offline_env(tmp_path, wheelhouse))
     assert code == 0, err
@@ -376,9 +374,7 @@ def test_a_full_disk_is_found_before_anything_is_written(tmp_path: Path, wheelho
     assert not of(events, "step") and venvs(root) == []
 
 
-def test_a_broken_current_install_is_not_used_and_is_replaced(
-    tmp_path: Path, wheelhouse: Path, source: Path
-) -> None:
+def test_a_broken_current_install_is_not_used_and_is_replaced(tmp_path: Path, wheelhouse: Path, source: Path) -> None:
     root = tmp_path / "root"
     (root / "venv-20200101-000000-7" / "bin").mkdir(parents=True)  # its python is gone
     (root / "current.json").write_text(json.dumps({"venv": "venv-20200101-000000-7"}))
@@ -399,9 +395,7 @@ def test_bad_sources_and_a_failing_model_step(tmp_path: Path, wheelhouse: Path, 
     (not_fimble / "pyproject.toml").write_text('[project]\nname = "other"\nversion = "1"\n')
     code, events, _ = install(tmp_path / "root", not_fimble, offline_env(tmp_path, wheelhouse))
     assert code == 1 and of(events, "error")[0]["code"] == "bad-source"
-    code, events, _ = install(
-        tmp_path / "root", source, offline_env(tmp_path, wheelhouse, FAKE_FIMBLE_MODEL_FAILS="1")
-    )
+    code, events, _ = install(tmp_path / "root", source, offline_env(tmp_path, wheelhouse, FAKE_FIMBLE_MODEL_FAILS="1"))
     assert code == 1
     (error,) = of(events, "error")
     assert error["code"] == "model-failed" and "could not be assembled" in error["message"]
