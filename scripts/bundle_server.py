@@ -4,9 +4,10 @@
   bundle_server.py wheel --out DIR        the fimble wheel, built reproducibly from this checkout
   bundle_server.py vscode                 editor-clients/vscode/bundled/: that wheel, the installer and server.json
                                           (run by `npm run package`, so the .vsix always carries its own server)
-  bundle_server.py wheelhouse --out DIR   that wheel and every wheel `pip install fimble[default-model]` needs, for
-                                          installing offline (PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR); llama-cpp-python
-                                          comes from pip's cache when it has a built wheel (else it is compiled)
+  bundle_server.py wheelhouse --out DIR   that wheel and every wheel `pip install fimble[default-model]` needs on
+                                          this Python version and platform, for installing offline
+                                          (PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR); llama-cpp-python comes from pip's
+                                          cache when it has a built wheel (else it is compiled)
 
 The wheel is built from a copy of pyproject.toml, README.md and server/ (so the checkout gets no build/ or
 egg-info folders), with SOURCE_DATE_EPOCH fixed: the same sources give the same bytes, and the VS Code extension
@@ -109,10 +110,10 @@ def bundle_vscode(repo: Path = REPO) -> Path:
     return out
 
 
-def cached_llama_wheel(python: str) -> Path | None:
+def cached_llama_wheel() -> Path | None:
     """The newest llama-cpp-python wheel pip has built and cached, if any."""
     proc = subprocess.run(
-        [python, "-m", "pip", "cache", "list", "--format=abspath", "llama_cpp_python"],
+        [sys.executable, "-m", "pip", "cache", "list", "--format=abspath", "llama_cpp_python"],
         capture_output=True,
         text=True,
     )
@@ -121,21 +122,21 @@ def cached_llama_wheel(python: str) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def wheelhouse(out: Path, python: str = sys.executable, repo: Path = REPO) -> Path:
+def wheelhouse(out: Path, repo: Path = REPO) -> Path:
     """A folder holding every wheel an offline `pip install fimble[default-model]` needs (plus setuptools and
-    wheel, which building fimble from a checkout needs)."""
+    wheel, which building fimble from a checkout needs), for this Python's version and platform."""
     out.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(out, repo)
     if not list(out.glob("llama_cpp_python-*.whl")):
-        cached = cached_llama_wheel(python)
+        cached = cached_llama_wheel()
         if cached is not None:
             shutil.copy2(cached, out / cached.name)
         else:
             print("bundle_server: compiling llama-cpp-python (5-10 minutes)", file=sys.stderr)
-            _run([python, "-m", "pip", "wheel", "--no-deps", "-w", str(out), "llama-cpp-python"])
+            _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), "llama-cpp-python"])
     _run(
         [
-            python,
+            sys.executable,
             "-m",
             "pip",
             "download",
@@ -158,16 +159,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("wheel").add_argument("--out", type=Path, required=True)
     sub.add_parser("vscode")
-    house = sub.add_parser("wheelhouse")
-    house.add_argument("--out", type=Path, required=True)
-    house.add_argument("--python", default=sys.executable, help="the Python the wheels are for (default: this one)")
+    sub.add_parser("wheelhouse").add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "wheel":
         print(build_wheel(args.out))
     elif args.command == "vscode":
         print(bundle_vscode())
     else:
-        print(wheelhouse(args.out, args.python))
+        print(wheelhouse(args.out))
 
 
 if __name__ == "__main__":

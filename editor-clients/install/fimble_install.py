@@ -216,19 +216,21 @@ def classify_failure(lines: list[str], only_binary: bool, returncode: int, log: 
         r"CERTIFICATE_VERIFY_FAILED|Connection refused|Network is unreachable)",
         text,
     )
+    looked = re.search(r"^\s*Looking in (?:indexes|links): (.+)$", text, re.M)
+    where = f" (pip looked in {looked.group(1).strip()})" if looked else ""
     if missing and network:
         return InstallError(
             "network",
-            f"pip could not reach the package index ({network.group(1)}) to get {missing.group(1)}. Check the "
-            "network or proxy settings (pip.conf, PIP_INDEX_URL, HTTPS_PROXY), or work offline with a folder "
+            f"pip could not reach the package index ({network.group(1)}) to get {missing.group(1)}{where}. Check "
+            "the network or proxy settings (pip.conf, PIP_INDEX_URL, HTTPS_PROXY), or work offline with a folder "
             "of wheels (PIP_FIND_LINKS and PIP_NO_INDEX=1). Then try again.",
         )
     if missing:
         return InstallError(
             "package-missing",
-            f"pip found no {missing.group(1)} it can install. With no network, point pip at a folder holding "
-            "every wheel fimble needs (PIP_FIND_LINKS and PIP_NO_INDEX=1); otherwise check the index in your "
-            "pip configuration (pip config list). Then try again.",
+            f"pip found no {missing.group(1)} it can install{where}. With no network, point pip at a folder "
+            "holding every wheel fimble needs (PIP_FIND_LINKS and PIP_NO_INDEX=1); otherwise check the index in "
+            "your pip configuration (pip config list). Then try again.",
         )
     build = re.search(r"Failed (?:building wheel for|to build) ([A-Za-z0-9_.\-]+)", text)
     if build and _norm(build.group(1)) == LLAMA:
