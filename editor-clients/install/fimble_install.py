@@ -51,6 +51,23 @@ LOG = "install.log"
 LAST_ERROR = "last-error.json"
 LOCK = "install.lock"
 STAMP = "fimble-install.json"
+# What a checkout's copy leaves out: pip builds the copy, so the checkout gets no build/ or egg-info folders.
+CHECKOUT_IGNORE = (
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "*.vsix",
+    "*.gguf",
+)
 
 # The steps a client shows, with their share of the progress bar. `build` happens only when pip compiles llama.cpp.
 STEPS = {
@@ -430,9 +447,17 @@ class Installer:
             self.line("[fimble-install] no cmake on PATH: pip fetches CMake for the build (needs the package index)")
 
         previous = read_current(root)
-        venv = root / f"venv-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        stamp = f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        venv = root / f"venv-{stamp}"
+        staged = root / f"source-{stamp}"
         env = child_env()
         try:
+            if source.is_dir():
+                self.line(f"[fimble-install] copying the checkout {source} to build it")
+                shutil.copytree(source, staged, ignore=shutil.ignore_patterns(*CHECKOUT_IGNORE))
+                source_for_pip = staged
+            else:
+                source_for_pip = source
             self.emit({"event": "step", "step": "venv"})
             code, lines = self.run([sys.executable, "-I", "-m", "venv", str(venv)], env)
             if code != 0:
@@ -440,7 +465,7 @@ class Installer:
             python = venv_python(venv)
 
             self.emit({"event": "step", "step": "packages"})
-            spec = f"{source}[{','.join(extras)}]" if extras else str(source)
+            spec = f"{source_for_pip}[{','.join(extras)}]" if extras else str(source_for_pip)
             argv = [
                 str(python),
                 "-m",
@@ -518,6 +543,8 @@ class Installer:
         except BaseException:
             remove_tree(venv)
             raise
+        finally:
+            remove_tree(staged)
 
 
 def child_env() -> dict[str, str]:
@@ -622,7 +649,7 @@ def prune(root: Path) -> list[str]:
     current = read_current(root)
     keep = current["venv"] if current else None
     removed = []
-    for entry in sorted(root.glob("venv-*")):
+    for entry in sorted([*root.glob("venv-*"), *root.glob("source-*")]):
         if entry.is_dir() and entry.name != keep:
             remove_tree(entry)
             removed.append(entry.name)

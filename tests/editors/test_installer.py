@@ -414,3 +414,34 @@ def test_check_reports_what_an_install_would_find(tmp_path: Path) -> None:
     assert report["python_version"] == sys.version.split()[0]
     assert set(report["toolchain"]) == {"c", "cxx", "cmake"}
     assert report["free_mb"] > 0 and report["current"] is None and report["problems"] == []
+
+
+CHECKOUT_BACKEND = """
+import os, shutil
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    wheel = os.environ["FAKE_FIMBLE_WHEEL"]
+    shutil.copy(wheel, directory)
+    return os.path.basename(wheel)
+"""
+
+
+def test_a_checkout_is_built_from_a_copy_and_left_as_it_was(tmp_path: Path, wheelhouse: Path, source: Path) -> None:
+    checkout = tmp_path / "fimble-checkout"
+    checkout.mkdir()
+    (checkout / "pyproject.toml").write_text(
+        '[project]\nname = "fimble"\nversion = "0.1.0"\n\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    (checkout / "backend.py").write_text(CHECKOUT_BACKEND)
+    (checkout / ".git").mkdir()
+    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    before = sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*"))
+    root = tmp_path / "root"
+    code, events, err = install(root, checkout, offline_env(tmp_path, wheelhouse, FAKE_FIMBLE_WHEEL=str(source)))
+    assert code == 0, (events, err)
+    current = json.loads((root / "current.json").read_text())
+    assert current["source"] == str(checkout) and current["source_id"] == "checkout:0.1.0"
+    assert sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*")) == before
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [current["venv"]], "the copy is gone"
