@@ -169,7 +169,12 @@ class PipLines:
                 if m:
                     fraction = int(m.group(1)) / 100
             if fraction is not None:
-                return {"event": "progress", "step": "build", "fraction": round(fraction, 4), "message": line.strip()}
+                return {
+                    "event": "progress",
+                    "step": "build",
+                    "fraction": round(fraction, 4),
+                    "message": _build_step(line),
+                }
         if line.lstrip().startswith("Installing collected packages"):
             self.step = "install"
             self.building = None
@@ -180,6 +185,18 @@ class PipLines:
                 name = os.path.basename(m.group(1).rstrip("/"))
                 return {"event": "progress", "step": "packages", "message": name}
         return None
+
+
+def _build_step(line: str) -> str:
+    """`[12/193] ggml-alloc.c.o` for a build line, whether it shows the command (ninja -v) or a summary."""
+    text = line.strip()
+    m = re.match(r"(\[[^\]]*\])\s*(.*)$", text)
+    if not m:
+        return text[:120]
+    counter, rest = m.groups()
+    target = re.search(r"\s-o\s+(\S+)", rest) or re.search(r"\bobject\s+(\S+)", rest)
+    what = os.path.basename(target.group(1)) if target else rest
+    return f"{counter} {what}"[:120]
 
 
 def compiler_hint(platform: str = sys.platform, os_release: str = "") -> str:

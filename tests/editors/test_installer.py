@@ -120,8 +120,14 @@ def test_pip_lines_become_steps_and_build_progress() -> None:
     assert p.feed("  *** Configuring CMake...") is None
     ninja = p.feed("  [45/180] Building CXX object vendor/llama.cpp/src/llama.cpp.o")
     assert ninja and ninja["fraction"] == 0.25
+    assert ninja["message"] == "[45/180] llama.cpp.o"
+    verbose = p.feed(
+        "  [3/180] /usr/bin/g++ -DGGML_BUILD -O3 -MD -MT x.o -MF x.o.d -o vendor/llama.cpp/ggml/src/ggml-opt.cpp.o "
+        "-c /tmp/pip-install/vendor/llama.cpp/ggml/src/ggml-opt.cpp"
+    )
+    assert verbose and verbose["message"] == "[3/180] ggml-opt.cpp.o"
     make = p.feed("  [ 50%] Building C object ggml.c.o")
-    assert make and make["fraction"] == 0.5
+    assert make and make["fraction"] == 0.5 and make["message"] == "[ 50%] ggml.c.o"
     assert p.feed("Installing collected packages: numpy, llama-cpp-python, fimble") == {
         "event": "step",
         "step": "install",
@@ -292,7 +298,7 @@ def test_llama_cpp_build_progress_and_failure(tmp_path: Path, source: Path) -> N
     assert [e["step"] for e in of(events, "step")] == ["venv", "packages", "build", "install", "verify", "model"]
     build = [e for e in of(events, "progress") if e["step"] == "build"]
     assert [e["fraction"] for e in build] == [0.25, 0.5, 0.75, 1.0]
-    assert "[2/4] Building CXX object" in build[1]["message"]
+    assert build[1]["message"] == "[2/4] part2.cpp.o"
     # The compiler fails: one message that names what to install.
     code, events, _ = install(tmp_path / "root2", source, {**env, "FAKE_BUILD_FAILS": "1"})
     assert code == 1
