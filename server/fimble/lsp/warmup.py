@@ -1,0 +1,233 @@
+"""Model work done while no request needs the model, so the next request finds its prompt evaluated.
+
+One warm-up at a time runs on the model worker, under the runtime key `WARM_KEY`: a newer warm-up replaces it, and
+every completion request that goes to the model cancels it first. The backend checks the cancel between two prompt
+batches (at most 128 tokens) or two generated tokens and keeps what it evaluated, so a request waits at most that
+long. A warm-up that is still queued when a request reaches the model is skipped when its turn comes: the request
+knows better where the user is.
+
+Three kinds:
+- "open": a document was opened or switched to: its prompt at the user's last known position (the last request
+  there, or the end of the last edit the client reported), not at the end of the file;
+- "continue": a request stopped by its time budget (or cancelled by the client) before its answer was whole is
+  finished: its very prompt evaluated, its answer generated and put in the typed-through cache. A big file's first
+  prompt then costs one evaluation in total, however many requests the budget cuts it into, and a model slower than
+  the budget still gets its suggestion shown at the next request there;
+- "accept": a suggestion was shown: the prompt the request after accepting it will send (llama.vim's speculative
+  FIM), so an accept does not wait for the text after the cursor, or a moved window, to be evaluated again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from fimble.completion.filters import Suggestion
+from fimble.completion.pipeline import (
+    Completion,
+    CompletionRequest,
+    accepted,
+    complete,
+    evaluate,
+    warm,
+    warm_accepted,
+)
+from fimble.model.backend import CancelToken, ModelBackend
+from fimble.model.runtime import Cancelled, ModelRuntime
+from fimble.prompt.assemble import Prompt
+
+log = logging.getLogger(__name__)
+
+WARM_KEY = "__warm__"
+RECENT = 8  # warm-ups fimble/stats lists
+PutInCache = Callable[[str, str, str, list[Suggestion]], None]  # (uri, prefix, suffix, suggestions)
+Work = Callable[[ModelBackend, CancelToken], int]
+
+
+@dataclass
+class WarmUp:
+    """One warm-up and what became of it (the latest is in fimble/stats)."""
+
+    kind: str  # "open", "continue" or "accept"
+    uri: str
+    offset: int  # the cursor whose prompt it evaluates
+    serial: int  # requests that had reached the model when it was asked for
+    state: str = "queued"  # queued, running, done, stopped (a request came first), skipped (stale), failed
+    tokens: int = 0  # tokens evaluated (prompt and, for "continue", generated)
+
+    @property
+    def pending(self) -> bool:
+        return self.state in ("queued", "running")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "uri": self.uri, "offset": self.offset, "state": self.state, "tokens": self.tokens}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A document's latest model answer: its request and completion, and the requests before it (its serial)."""
+
+    request: CompletionRequest
+    completion: Completion
+    serial: int
+
+
+class WarmUps:
+    """Per-document cursors and answers, and the one warm-up in flight. Called on the event loop, except
+    `note_answer` and `unfinished_prompt`, which run in the request's job on the model worker."""
+
+    def __init__(self, runtime: ModelRuntime, put_in_cache: PutInCache) -> None:
+        self.runtime = runtime
+        self.put_in_cache = put_in_cache  # thread-safe: "continue" stores its answer from the worker
+        self.requests = 0  # completion requests that went to the model so far
+        self.current: WarmUp | None = None
+        self.recent: deque[WarmUp] = deque(maxlen=RECENT)  # for fimble/stats, oldest first
+        self._cursors: dict[str, int] = {}
+        self._answers: dict[str, Answer] = {}
+        self._lock = threading.Lock()  # _answers is written on the worker and read on the event loop
+
+    # -- what the server tells it ---------------------------------------------------------------------
+    def request_started(self, uri: str, offset: int) -> int:
+        """A request is about to go to the model: the warm-up stops (keeping its work); returns the request's
+        serial number."""
+        self.requests += 1
+        self.runtime.cancel(WARM_KEY)
+        self._cursors[uri] = offset
+        return self.requests
+
+    def moved(self, uri: str, offset: int) -> None:
+        """The user is at `offset` of `uri` (a request answered from the cache, the end of an edit)."""
+        self._cursors[uri] = offset
+
+    def cursor(self, uri: str, length: int) -> int | None:
+        """The user's last known position in a document of `length` characters; None when unknown."""
+        offset = self._cursors.get(uri)
+        return None if offset is None else max(0, min(offset, length))
+
+    def forget(self, uri: str) -> None:
+        self._cursors.pop(uri, None)
+        with self._lock:
+            self._answers.pop(uri, None)
+        current = self.current
+        if current is not None and current.uri == uri and current.pending:
+            self.runtime.cancel(WARM_KEY)
+
+    # -- on the model worker, inside a request's job ---------------------------------------------------
+    def unfinished_prompt(self, request: CompletionRequest) -> Prompt | None:
+        """The prompt of the document's latest answer when it was left unfinished at this very cursor (cut by the
+        clock, or cancelled by a request for the same place): continuing it keeps every token evaluated so far,
+        where a prompt built again could differ (the context sources learn as the workspace is indexed)."""
+        with self._lock:
+            answer = self._answers.get(request.uri)
+        if answer is None or answer.completion.finished:
+            return None
+        old = answer.request
+        if old.offset != request.offset or not (old.text is request.text or old.text == request.text):
+            return None
+        return answer.completion.prompt
+
+    def note_answer(self, request: CompletionRequest, completion: Completion, serial: int) -> None:
+        with self._lock:
+            self._answers[request.uri] = Answer(request, completion, serial)
+
+    # -- scheduling ------------------------------------------------------------------------------------
+    def open(self, request: CompletionRequest) -> None:
+        """Warm the prompt at `request`'s cursor (a document opened or switched to)."""
+        self._schedule("open", request.uri, request.offset, self.requests, lambda b, c: warm(b, request, c))
+
+    def answered(self, request: CompletionRequest, completion: Completion, serial: int) -> None:
+        """A request's answer is back: an unfinished one is finished in idle time, a shown one is speculated on."""
+        if not completion.finished:
+            self._schedule("continue", request.uri, request.offset, serial, self._finish(request, completion))
+        elif completion.text and completion.layout is not None:
+            self._speculate(request, completion, Suggestion(completion.text, completion.replace_suffix), serial)
+
+    def typed_through(self, uri: str, prefix: str, suffix: str, shown: Suggestion) -> None:
+        """The cache answered with `shown` at (prefix, suffix): prepare its accept, from the document's latest
+        answer when that is where it came from (the user typed the start of that suggestion)."""
+        with self._lock:
+            answer = self._answers.get(uri)
+        if answer is None or answer.completion.layout is None:
+            return
+        old = answer.request
+        if len(prefix) < old.offset or old.suffix != suffix or prefix[: old.offset] != old.prefix:
+            return
+        whole = Suggestion(prefix[old.offset :] + shown.text, shown.replace_suffix)
+        self._speculate(old, answer.completion, whole, answer.serial)
+
+    def _speculate(self, request: CompletionRequest, completion: Completion, shown: Suggestion, serial: int) -> None:
+        layout = completion.layout
+        if layout is None:
+            return
+        after = accepted(request, shown)
+        self._schedule(
+            "accept",
+            request.uri,
+            after.offset,
+            serial,
+            lambda b, c: warm_accepted(b, request, shown, layout, c),
+        )
+
+    def _finish(self, request: CompletionRequest, unfinished: Completion) -> Work:
+        def work(backend: ModelBackend, cancel: CancelToken) -> int:
+            # Its prompt first, on its own: the tokens evaluated are counted exactly even if a request cuts it.
+            evaluated = evaluate(backend, unfinished.prompt, cancel)
+            if cancel.cancelled:
+                return evaluated
+            result = complete(backend, request, cancel, prompt=unfinished.prompt)
+            if result.finished:
+                self.put_in_cache(request.uri, request.prefix, request.suffix, result.suggestions)
+            return evaluated + result.generation.generated_tokens
+
+        return work
+
+    def _schedule(self, kind: str, uri: str, offset: int, serial: int, work: Work) -> None:
+        if serial != self.requests:
+            return  # a newer request reached the model: it evaluates what matters now
+        current = self.current
+        if (
+            current is not None
+            and (current.kind, current.uri, current.offset, current.serial) == (kind, uri, offset, serial)
+            and current.state in ("queued", "running", "done")
+        ):
+            return  # already done, or on its way
+        cancel = self.runtime.token_for(WARM_KEY)
+        record = WarmUp(kind, uri, offset, serial)
+        self.current = record
+        self.recent.append(record)
+
+        def job(backend: ModelBackend) -> int:
+            if self.requests != serial:
+                record.state = "skipped"
+                return 0
+            record.state = "running"
+            try:
+                record.tokens = work(backend, cancel)
+            finally:
+                record.state = "stopped" if cancel.cancelled else "done"
+            return record.tokens
+
+        future = self.runtime.submit(job, cancel)
+        future.add_done_callback(lambda f: _settle(record, f))
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """The latest warm-ups, oldest first, with how each ended."""
+        return [record.as_json() for record in list(self.recent)]
+
+
+def _settle(record: WarmUp, future: Future[int]) -> None:
+    """A warm-up's future is done: never an unhandled error, and its record says how it ended."""
+    if future.cancelled():
+        record.state = "stopped"
+        return
+    error = future.exception()
+    if isinstance(error, Cancelled):
+        record.state = "stopped"  # cancelled while queued
+    elif error is not None:
+        record.state = "failed"
+        log.warning("warm-up (%s) failed: %s", record.kind, error)
