@@ -250,15 +250,14 @@ def complete(
     on_text: OnText | None = None,
     filters: Sequence[Filter] = DEFAULT_FILTERS,
     candidates: int = 1,
-    prompt: Prompt | None = None,
+    planned: tuple[Prompt, Layout | None] | None = None,
 ) -> Completion:
     """Suggestion(s) at the cursor. With `candidates` > 1 (a manual trigger) further distinct suggestions are
-    sampled; they reuse the prompt already in the KV cache, so each costs only its generation. `prompt`: the one
-    an earlier, unfinished request at the same cursor built (finishing it evaluates exactly what that one began)."""
+    sampled; they reuse the prompt already in the KV cache, so each costs only its generation. `planned`: the
+    prompt (and its layout) already built for this very request, in idle time or by an earlier request left
+    unfinished at the same cursor (finishing it evaluates exactly what that one began)."""
     t0 = time.monotonic()
-    layout: Layout | None = None
-    if prompt is None:
-        prompt, layout = plan_prompt(backend, req)
+    prompt, layout = planned if planned is not None else plan_prompt(backend, req)
     t1 = time.monotonic()
     ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
     params = GenerationParams(

@@ -389,8 +389,8 @@ class FimbleServer(LanguageServer):
 
         def job(backend: ModelBackend) -> Completion:
             waited_ms = (time.monotonic() - submitted) * 1000  # behind a warm-up's batch or an earlier request
-            prompt = self.warmups.unfinished_prompt(request)
-            result = complete(backend, request, cancel, candidates=candidates, prompt=prompt)
+            planned = self.warmups.prompt_for(request)  # built in idle time, or by an unfinished request here
+            result = complete(backend, request, cancel, candidates=candidates, planned=planned)
             self.warmups.note_answer(request, result, serial)
             result.timings_ms["queue"] = waited_ms
             return result
@@ -450,17 +450,29 @@ class FimbleServer(LanguageServer):
         offset = self.warmups.cursor(uri, len(doc.text))
         self.warmups.open(self.completion_request(doc, 0 if offset is None else offset))
 
-    def note_activity(self, uri: str) -> None:
-        if uri != self._active_uri:
-            self.schedule_warm(uri)
+    def note_activity(self, uri: str, cursor: int | None = None) -> None:
+        """A document changed; `cursor`: where its last change ended (None for a change of the whole text). The
+        prompt there is prepared in the pause before the editor's request, unless the typed-through cache will
+        answer it (the user typed what the suggestion shows: preparing its accept goes on)."""
+        doc = self.store.find(uri)
+        if cursor is not None:
+            self.warmups.moved(uri, cursor)
+        if cursor is None or doc is None or not self._load_queued.is_set():
+            if uri != self._active_uri:
+                self.schedule_warm(uri)
+            return
+        self._active_uri = uri
+        if self.cache.lookup(uri, doc.text[:cursor], doc.text[cursor:]) is None:
+            self.warmups.open(self.completion_request(doc, cursor), kind="edit")
 
-    def note_cursor(self, doc: Document, change: types.TextDocumentContentChangePartial) -> None:
-        """The client's last change in a didChange ends where its cursor is (typing, pasting, accepting)."""
+    def edit_end(self, doc: Document, change: types.TextDocumentContentChangePartial) -> int | None:
+        """Where the client's cursor is after its last change in a didChange: at the change's end (typing,
+        pasting, accepting a suggestion)."""
         try:
             start = offset_of(doc, change.range.start)  # the text before the change's start is the same after it
         except FimbleError:
-            return
-        self.warmups.moved(doc.uri, start + len(change.text))
+            return None
+        return start + len(change.text)
 
     def _abandoned(self, future: Future[Completion], request: CompletionRequest, serial: int) -> None:
         """Runs on the worker thread once a request the client cancelled has stopped: said in the log, and finished
@@ -582,10 +594,9 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
             was_oversized = ls.store.oversized(before)
             doc = ls.store.change(uri, params.text_document.version, changes)
             last = params.content_changes[-1] if params.content_changes else None
-            if isinstance(last, types.TextDocumentContentChangePartial):
-                ls.note_cursor(doc, last)
+            cursor = ls.edit_end(doc, last) if isinstance(last, types.TextDocumentContentChangePartial) else None
             if not ls.store.oversized(doc):
-                ls.note_activity(uri)  # back under the limit too: the store announced it to its listeners
+                ls.note_activity(uri, cursor)  # back under the limit too: the store announced it to its listeners
             elif not was_oversized:
                 ls.set_aside(doc)
         except FimbleError as exc:

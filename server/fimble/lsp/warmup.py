@@ -6,9 +6,12 @@ batches (at most 128 tokens) or two generated tokens and keeps what it evaluated
 long. A warm-up that is still queued when a request reaches the model is skipped when its turn comes: the request
 knows better where the user is.
 
-Three kinds:
-- "open": a document was opened or switched to: its prompt at the user's last known position (the last request
+Four kinds:
+- "open": a document was opened, or a model loaded: its prompt at the user's last known position (the last request
   there, or the end of the last edit the client reported), not at the end of the file;
+- "edit": the client reported an edit: the prompt at its end, where the cursor is, built and evaluated in the
+  pause before the editor's debounced request, which then finds both ready (unless the typed-through cache will
+  answer it: then the warm-up under way goes on);
 - "continue": a request stopped by its time budget (or cancelled by the client) before its answer was whole is
   finished: its very prompt evaluated, its answer generated and put in the typed-through cache. A big file's first
   prompt then costs one evaluation in total, however many requests the budget cuts it into, and a model slower than
@@ -31,10 +34,11 @@ from fimble.completion.filters import Suggestion
 from fimble.completion.pipeline import (
     Completion,
     CompletionRequest,
+    Layout,
     accepted,
     complete,
     evaluate,
-    warm,
+    plan_prompt,
     warm_accepted,
 )
 from fimble.model.backend import CancelToken, ModelBackend
@@ -90,6 +94,8 @@ class WarmUps:
         self._cursors: dict[str, int] = {}
         self._answers: dict[str, Answer] = {}
         self._lock = threading.Lock()  # _answers is written on the worker and read on the event loop
+        # The prompt a warm-up built last, for the request that comes for the same text and cursor (worker only).
+        self._prepared: tuple[CompletionRequest, Prompt, Layout] | None = None
 
     # -- what the server tells it ---------------------------------------------------------------------
     def request_started(self, uri: str, offset: int) -> int:
@@ -118,27 +124,33 @@ class WarmUps:
             self.runtime.cancel(WARM_KEY)
 
     # -- on the model worker, inside a request's job ---------------------------------------------------
-    def unfinished_prompt(self, request: CompletionRequest) -> Prompt | None:
-        """The prompt of the document's latest answer when it was left unfinished at this very cursor (cut by the
-        clock, or cancelled by a request for the same place): continuing it keeps every token evaluated so far,
-        where a prompt built again could differ (the context sources learn as the workspace is indexed)."""
+    def prompt_for(self, request: CompletionRequest) -> tuple[Prompt, Layout | None] | None:
+        """The prompt already built for this very request (same text, cursor and settings), if any: by a warm-up,
+        or by the document's latest answer when that was left unfinished here (cut by the clock, or cancelled by a
+        request for the same place). Continuing it keeps every token evaluated so far, where a prompt built again
+        could differ (the context sources learn as the workspace is indexed)."""
         with self._lock:
             answer = self._answers.get(request.uri)
-        if answer is None or answer.completion.finished:
-            return None
-        old = answer.request
-        if old.offset != request.offset or not (old.text is request.text or old.text == request.text):
-            return None
-        return answer.completion.prompt
+        if answer is not None and not answer.completion.finished and _same_place(answer.request, request):
+            return answer.completion.prompt, answer.completion.layout
+        prepared = self._prepared
+        if prepared is not None and _same_place(prepared[0], request):
+            return prepared[1], prepared[2]
+        return None
 
     def note_answer(self, request: CompletionRequest, completion: Completion, serial: int) -> None:
         with self._lock:
             self._answers[request.uri] = Answer(request, completion, serial)
 
     # -- scheduling ------------------------------------------------------------------------------------
-    def open(self, request: CompletionRequest) -> None:
-        """Warm the prompt at `request`'s cursor (a document opened or switched to)."""
-        self._schedule("open", request.uri, request.offset, self.requests, lambda b, c: warm(b, request, c))
+    def open(self, request: CompletionRequest, kind: str = "open") -> None:
+        """Build and evaluate the prompt at `request`'s cursor (a document opened, a model loaded, an edit made)."""
+        self._schedule(kind, request.uri, request.offset, self.requests, lambda b, c: self._prepare(b, request, c))
+
+    def _prepare(self, backend: ModelBackend, request: CompletionRequest, cancel: CancelToken) -> int:
+        prompt, layout = plan_prompt(backend, request)
+        self._prepared = (request, prompt, layout)
+        return evaluate(backend, prompt, cancel)
 
     def answered(self, request: CompletionRequest, completion: Completion, serial: int) -> None:
         """A request's answer is back: an unfinished one is finished in idle time, a shown one is speculated on."""
@@ -179,7 +191,7 @@ class WarmUps:
             evaluated = evaluate(backend, unfinished.prompt, cancel)
             if cancel.cancelled:
                 return evaluated
-            result = complete(backend, request, cancel, prompt=unfinished.prompt)
+            result = complete(backend, request, cancel, planned=(unfinished.prompt, unfinished.layout))
             if result.finished:
                 self.put_in_cache(request.uri, request.prefix, request.suffix, result.suggestions)
             return evaluated + result.generation.generated_tokens
@@ -218,6 +230,17 @@ class WarmUps:
     def as_json(self) -> list[dict[str, Any]]:
         """The latest warm-ups, oldest first, with how each ended."""
         return [record.as_json() for record in list(self.recent)]
+
+
+def _same_place(a: CompletionRequest, b: CompletionRequest) -> bool:
+    """Whether two requests would build the same prompt: same document text, cursor and settings."""
+    return (
+        a.uri == b.uri
+        and a.offset == b.offset
+        and a.settings is b.settings
+        and a.context is b.context
+        and (a.text is b.text or a.text == b.text)
+    )
 
 
 def _settle(record: WarmUp, future: Future[int]) -> None:
