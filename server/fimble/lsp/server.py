@@ -379,7 +379,8 @@ class FimbleServer(LanguageServer):
         if cached is not None:
             self.notify_status("ready", "ready", latencyMs=round((time.monotonic() - started) * 1000, 1), cached=True)
             self.warmups.moved(uri, offset)
-            self.warmups.typed_through(uri, prefix, suffix, cached[0])  # a warm-up goes on: the cache needs no model
+            # A warm-up under way goes on (the cache needs no model); the accept of what is shown is prepared.
+            self._after_reply(lambda: self.warmups.typed_through(uri, prefix, suffix, cached[0]))
             return doc, offset, cached
         request = self.completion_request(doc, offset)
         serial = self.warmups.request_started(uri, offset)  # a real request beats warming
@@ -421,7 +422,7 @@ class FimbleServer(LanguageServer):
             **({"emptyReason": result.empty_reason} if result.empty_reason else {}),
         )
         log.info("completion %s", result.stats())
-        self._answered(request, result, serial)
+        self._after_reply(lambda: self._answered(request, result, serial))
         if self.store.find(uri) is not doc or doc.text is not request.text:
             return None  # edited while the model ran: the offsets belong to text the editor no longer has
         return doc, offset, result.suggestions
@@ -488,6 +489,16 @@ class FimbleServer(LanguageServer):
                 self.window_log_message, types.LogMessageParams(type=types.MessageType.Log, message=message)
             )
             self.loop.call_soon_threadsafe(self._answered, request, result, serial)
+
+    def _after_reply(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the event loop once the answer being prepared has been sent: work it starts on the model
+        worker (a warm-up's Python parts) would otherwise contend for the GIL with sending it. The handler's reply
+        goes out from a callback scheduled when its task ends; one more turn of the loop comes after it."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            fn()
+            return
+        loop.call_soon(loop.call_soon, fn)
 
     def _answered(self, request: CompletionRequest, result: Completion, serial: int) -> None:
         doc = self.store.find(request.uri)
