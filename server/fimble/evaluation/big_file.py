@@ -6,9 +6,10 @@ at once while the answer is empty or was stopped by the clock, and times the fir
 suggestion (non-empty, its generation not stopped by the time budget). That time is set against one cold
 evaluation of the same prompt by bare llama.cpp (llama-cpp-python, empty KV cache, generating as many tokens),
 measured after the server has stopped: the target is 1.2x that, in at most 2 requests, and never a suggestion cut
-by the clock shown. "slow" is the same with `nThreads` 1. "overhead" replays typing into the same file with the
-tiny scripted test model (model time a few milliseconds) and reports everything but the model's compute per
-keystroke (`fimble.evaluation.latency`).
+by the clock shown. "slow" is the same with `nThreads` 1, "budget200" with `timeBudgetMs` 200 (a model slower than
+its budget, asked again every 250 ms). "overhead" replays typing into the same file with the tiny scripted test
+model (model time a few milliseconds) and reports everything but the model's compute per keystroke
+(`fimble.evaluation.latency`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,16 @@ from fimble.trust.files import atomic_write_text
 
 TARGET_RATIO = 1.2
 TARGET_REQUESTS = 2
-RUNS = ("fresh", "slow", "overhead")
+# The scenario's runs: settings over the command line's, the most requests, the pause before asking again (ms).
+FRESH_RUNS: dict[str, tuple[dict[str, Any], int, float]] = {
+    "fresh": ({}, 8, 0.0),
+    "slow": ({"n_threads": 1}, 8, 0.0),
+    # A model slower than its budget: the user keeps typing (a request every quarter second); the answer must come
+    # once the prompt is evaluated, never cut mid-line.
+    "budget200": ({"time_budget_ms": 200}, 40, 250.0),
+}
+RUNS = (*FRESH_RUNS, "overhead")
+DEFAULT_RUNS = ("fresh", "slow", "overhead")
 
 
 @dataclass
@@ -130,7 +140,14 @@ class FreshRun:
 
 
 async def ask_until_whole(
-    file: Path, root: Path, line: int | None, overrides: dict[str, Any], args: argparse.Namespace, work: Path
+    file: Path,
+    root: Path,
+    line: int | None,
+    overrides: dict[str, Any],
+    args: argparse.Namespace,
+    work: Path,
+    max_requests: int,
+    retry_ms: float,
 ) -> tuple[FreshRun, str]:
     """The fresh-file scenario against one server; returns the run and the exact prompt (for bare llama.cpp)."""
     original = file.read_text(encoding="utf-8")
@@ -173,7 +190,7 @@ async def ask_until_whole(
         await asyncio.sleep(args.debounce_ms / 1000)
         log.completions()
         started = time.monotonic()
-        for index in range(args.max_requests):
+        for index in range(max_requests):
             ask = await _ask(client, log, uri, pos, index, offset, args.request_timeout)
             run.asks.append(ask)
             if ask.request.suggestion and ask.stop_reason == "deadline" and not ask.request.cached:
@@ -182,7 +199,7 @@ async def ask_until_whole(
                 run.first_ms = (time.monotonic() - started) * 1000
                 run.requests = index + 1
                 break
-            await asyncio.sleep(args.retry_ms / 1000)
+            await asyncio.sleep(retry_ms / 1000)
         debug = plain(
             await asyncio.wait_for(
                 client.protocol.send_request_async(
@@ -310,10 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--file", help="the big file (default: mypy/build.py from site-packages)")
     parser.add_argument("--root", help="workspace folder (default: the file's folder)")
     parser.add_argument("--line", type=int, help="1-based line to ask at (default: 40%% into the file)")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma list of {', '.join(RUNS)}")
-    parser.add_argument("--max-requests", type=int, default=8, help="requests before giving up (fresh, slow)")
+    parser.add_argument("--runs", default=",".join(DEFAULT_RUNS), help=f"comma list of {', '.join(RUNS)}")
     parser.add_argument("--settle-ms", type=float, default=500.0, help="pause between opening and the first request")
-    parser.add_argument("--retry-ms", type=float, default=0.0, help="pause before asking again")
     parser.add_argument("--debounce-ms", type=float, default=75.0, help="pause between the new line and the request")
     parser.add_argument("--limit", type=int, default=60, help="keystrokes replayed for the overhead run")
     parser.add_argument("--request-timeout", type=float, default=120.0)
@@ -349,9 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "overhead":
                 report["overhead"] = overhead_run(file, root, args, Path(tmp))
                 continue
-            overrides = dict(base, **({"n_threads": 1} if name == "slow" else {}))
+            extra, max_requests, retry_ms = FRESH_RUNS[name]
+            overrides = base | extra
             try:
-                run, prompt = asyncio.run(ask_until_whole(file, root, args.line, overrides, args, Path(tmp)))
+                run, prompt = asyncio.run(
+                    ask_until_whole(file, root, args.line, overrides, args, Path(tmp), max_requests, retry_ms)
+                )
             except (RuntimeError, OSError, ValueError, TimeoutError) as exc:
                 log = Path(tmp) / "server.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
