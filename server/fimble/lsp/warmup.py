@@ -116,9 +116,14 @@ class WarmUps:
         return None if offset is None else max(0, min(offset, length))
 
     def forget(self, uri: str) -> None:
+        """Drop what is kept for a closed document: its cursor, its latest answer and a prompt prepared for it (each
+        holds its text, and a layout holds a syntax tree), and stop a warm-up for it."""
         self._cursors.pop(uri, None)
         with self._lock:
             self._answers.pop(uri, None)
+        prepared = self._prepared
+        if prepared is not None and prepared[0].uri == uri:
+            self._prepared = None
         current = self.current
         if current is not None and current.uri == uri and current.pending:
             self.runtime.cancel(WARM_KEY)
