@@ -505,6 +505,8 @@ class FimbleServer(LanguageServer):
         if doc is None or self.store.oversized(doc):
             self.warmups.forget(request.uri)  # closed or set aside while the model ran: what its job noted goes too
             return
+        if doc.text is not request.text:
+            return  # edited since: the edit's own warm-up prepares the text as it is now, and must not be displaced
         self.warmups.answered(request, result, serial)
 
     async def debug_prompt(self, uri: str, position: types.Position) -> dict[str, Any]:
