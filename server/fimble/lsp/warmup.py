@@ -35,7 +35,6 @@ from fimble.completion.pipeline import (
     Completion,
     CompletionRequest,
     Layout,
-    accepted,
     complete,
     evaluate,
     plan_prompt,
@@ -181,11 +180,10 @@ class WarmUps:
         layout = completion.layout
         if layout is None:
             return
-        after = accepted(request, shown)
         self._schedule(
             "accept",
             request.uri,
-            after.offset,
+            request.offset + len(shown.text),  # the cursor after the accept
             serial,
             lambda b, c: warm_accepted(b, request, shown, layout, c),
         )
