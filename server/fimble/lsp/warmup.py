@@ -54,9 +54,9 @@ Work = Callable[[ModelBackend, CancelToken], int]
 
 @dataclass
 class WarmUp:
-    """One warm-up and what became of it (the latest is in fimble/stats)."""
+    """One warm-up and what became of it (fimble/stats lists the latest)."""
 
-    kind: str  # "open", "continue" or "accept"
+    kind: str  # "open", "edit", "continue" or "accept"
     uri: str
     offset: int  # the cursor whose prompt it evaluates
     serial: int  # requests that had reached the model when it was asked for
@@ -82,7 +82,7 @@ class Answer:
 
 class WarmUps:
     """Per-document cursors and answers, and the one warm-up in flight. Called on the event loop, except
-    `note_answer` and `unfinished_prompt`, which run in the request's job on the model worker."""
+    `note_answer` and `prompt_for`, which run in the request's job on the model worker."""
 
     def __init__(self, runtime: ModelRuntime, put_in_cache: PutInCache) -> None:
         self.runtime = runtime
@@ -208,7 +208,9 @@ class WarmUps:
         if (
             current is not None
             and (current.kind, current.uri, current.offset, current.serial) == (kind, uri, offset, serial)
-            and current.state in ("queued", "running", "done")
+            # what a finished one evaluated is still in the KV cache (no warm-up or request came after it); an
+            # "open" or "edit" one is for a text the key does not name
+            and (current.pending or (current.state == "done" and kind in ("continue", "accept")))
         ):
             return  # already done, or on its way
         cancel = self.runtime.token_for(WARM_KEY)
