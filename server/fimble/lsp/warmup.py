@@ -207,10 +207,11 @@ class WarmUps:
         current = self.current
         if (
             current is not None
+            # An "open" or "edit" warm-up is for a text the key does not name; these two are for what the serial's
+            # answer holds, and what a finished one evaluated is still in the KV cache (nothing ran after it).
+            and kind in ("continue", "accept")
             and (current.kind, current.uri, current.offset, current.serial) == (kind, uri, offset, serial)
-            # what a finished one evaluated is still in the KV cache (no warm-up or request came after it); an
-            # "open" or "edit" one is for a text the key does not name
-            and (current.pending or (current.state == "done" and kind in ("continue", "accept")))
+            and current.state in ("queued", "running", "done")
         ):
             return  # already done, or on its way
         cancel = self.runtime.token_for(WARM_KEY)
