@@ -189,7 +189,10 @@ def complete(
     t1 = time.monotonic()
     ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
     params = GenerationParams(
-        max_tokens=req.settings.max_tokens, temperature=req.settings.temperature, stop_check=completion_done(ctx)
+        max_tokens=req.settings.max_tokens,
+        temperature=req.settings.temperature,
+        stop_check=completion_done(ctx),
+        boundaries=prompt.boundaries,
     )
     result = backend.generate(prompt.ids, params, cancel, on_text)
     t2 = time.monotonic()
@@ -251,4 +254,4 @@ def warm(backend: ModelBackend, req: CompletionRequest, cancel: CancelToken) -> 
     if warm_fn is None:
         return 0
     prompt = build_prompt(backend, req)
-    return int(warm_fn(prompt.ids, cancel))
+    return int(warm_fn(prompt.ids, cancel, prompt.boundaries))
