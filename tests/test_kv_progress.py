@@ -67,6 +67,11 @@ def _code(name: str, lines: int) -> str:
     return "".join(f"def {name}_{i}(self, x):\n    return self.{name} * x + {i}\n\n" for i in range(lines))
 
 
+def _start_of(backend: LlamaCppBackend, ids: list[int], boundaries: tuple[int, ...], text: str) -> int:
+    """The boundary where the part beginning with `text` starts."""
+    return next(at for at in boundaries if backend.detokenize(ids[at:]).startswith(text))
+
+
 def _fresh(path: Path, prompt: list[int]) -> str:
     with closing(_backend(path)) as fresh:
         return fresh.generate(prompt, PARAMS, CancelToken()).text
@@ -106,7 +111,7 @@ def test_a_changed_passage_re_evaluates_from_its_own_start(backend: LlamaCppBack
     window = Window(prefix=_code("body", 8) + "    value = ", suffix="", path="pkg/mod.py", language_id="python")
     before = assemble(backend, backend.info.format, window, _snippets(_code("middle", 5)))
     after = assemble(backend, backend.info.format, window, _snippets(_code("changed", 5)))
-    start = before.boundaries[0]  # where the middle passage begins (the first one starts the prompt)
+    start = _start_of(backend, before.ids, before.boundaries, "# pkg/middle.py")
     # The passage keeps its path comment: the prompts part a few tokens into it, the checkpoint is at its start.
     assert start % WINDOW and common_prefix(before.ids, after.ids) in range(start + 1, start + 24)
     assert len(before.ids) - start > 300  # far behind the live cache's reach: only a checkpoint brings it back
@@ -122,7 +127,7 @@ def test_a_cancelled_warm_up_leaves_its_boundaries(backend: LlamaCppBackend, swa
     window = Window(prefix=_code("body", 8) + "    value = ", suffix="", path="pkg/mod.py", language_id="python")
     warm = assemble(backend, backend.info.format, window, _snippets(_code("middle", 5)))
     real = assemble(backend, backend.info.format, window, _snippets(_code("changed", 5)))
-    start = warm.boundaries[0]
+    start = _start_of(backend, warm.ids, warm.boundaries, "# pkg/middle.py")
     cancel = CancelWhen(lambda: backend._llm.n_tokens >= len(warm.ids) - 100)
     evaluated = backend.warm(warm.ids, cancel, warm.boundaries)
     assert start + 300 < evaluated < len(warm.ids)
@@ -170,3 +175,34 @@ def test_a_longer_sliding_window_snapshot_replaces_an_older_one_only_if_it_reach
     assert states.best(list(range(600)), 1000)[1] == 600  # the older one is still there
     states.add(Snapshot(tuple(range(1300)), b"m", min_keep=1300, checkpoints=(Checkpoint(590, b"c"),)))
     assert len(states) == 2  # the newest reaches back to 590: the older one (and the 1200 one? no: 590 < 1072) go
+
+
+@pytest.mark.default_model
+def test_the_embedded_model_keeps_a_cut_feed_and_parts_at_a_changed_passage() -> None:
+    """Gemma 3 270M (sliding window 512): a request cut by the clock, then the same request again, reuses every
+    token the first evaluated; a prompt whose second context passage changed continues from that passage's start.
+    Both write what a fresh context writes."""
+    from fimble.model.resolve import default_model_path
+
+    path = default_model_path()
+    settings = Settings(n_threads=2)
+    window = Window(prefix=_code("body", 60) + "    value = ", suffix="", path="pkg/mod.py", language_id="python")
+    with closing(LlamaCppBackend(path, settings)) as backend:
+        assert backend._n_swa == 512
+        before = assemble(backend, backend.info.format, window, _snippets(_code("middle", 12)))
+        after = assemble(backend, backend.info.format, window, _snippets(_code("changed", 12)))
+        start = _start_of(backend, before.ids, before.boundaries, "# pkg/middle.py")
+        assert start % 512 and len(before.ids) - start > 1100  # out of the live cache's reach
+        params = GenerationParams(max_tokens=8, boundaries=before.boundaries)
+        cut = backend.generate(before.ids, params, StopWhen(lambda: backend._llm.n_tokens > start))
+        stopped = len(backend.cached_tokens)
+        assert cut.stop_reason == "deadline" and stopped % 512
+        whole = backend.generate(before.ids, params, CancelToken())
+        assert whole.reused_tokens == stopped
+        parted = backend.generate(after.ids, GenerationParams(max_tokens=8, boundaries=after.boundaries), CancelToken())
+        assert parted.reused_tokens == start
+    # What the model writes is what a fresh context writes (restored cells and other batch sizes move logits by
+    # rounding only).
+    for prompt, result in ((before.ids, whole), (after.ids, parted)):
+        with closing(LlamaCppBackend(path, settings)) as fresh:
+            assert fresh.generate(prompt, GenerationParams(max_tokens=8), CancelToken()).text == result.text
