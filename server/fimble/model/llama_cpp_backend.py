@@ -48,9 +48,11 @@ MAX_AUTO_CTX = 32768
 # With sliding-window layers, a long feed leaves a checkpoint this many tokens before its end: the next prompts
 # part from it there (the word being typed is tokenized anew), and going back to it re-evaluates only these.
 CHECKPOINT_BEFORE_END = 16
-# At most this many checkpoints at a time (one is the sliding-window layers' last window: 7.5 MB for Gemma 3 270M).
-# Past it, the one closest after another goes: it adds the least reach.
-MAX_CHECKPOINTS = 12
+# At most this many checkpoints at a time (one is the sliding-window layers' last window: 7.9 MB for Gemma 3 270M);
+# past it, those worth least go (`thin`). A snapshot keeps fewer: it comes back mostly whole (an undo, a file
+# switch), and a 1,500-token prompt's own state is only 12.5 MB.
+MAX_CHECKPOINTS = 8
+SNAPSHOT_CHECKPOINTS = 4
 # A checkpoint this close after another is not taken: going back to the earlier one costs only these tokens.
 MIN_CHECKPOINT_GAP = 32
 
@@ -347,7 +349,8 @@ class LlamaCppBackend:
         if data is not None:
             # Sliding-window layers save only their last window: the restored cache continues only at its end.
             min_keep = len(tokens) if self._n_swa else 0
-            self._states.add(Snapshot(tuple(tokens), data, min_keep, tuple(self._checkpoints)))
+            checkpoints = tuple(thin(self._checkpoints, SNAPSHOT_CHECKPOINTS))
+            self._states.add(Snapshot(tuple(tokens), data, min_keep, checkpoints))
 
     def _restore_state(self, snapshot: Snapshot) -> bool:
         """Replace the cache with `snapshot`; on failure it is left empty (the caller starts over)."""
