@@ -261,7 +261,10 @@ def complete(
     t1 = time.monotonic()
     ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
     params = GenerationParams(
-        max_tokens=req.settings.max_tokens, temperature=req.settings.temperature, stop_check=completion_done(ctx)
+        max_tokens=req.settings.max_tokens,
+        temperature=req.settings.temperature,
+        stop_check=completion_done(ctx),
+        boundaries=prompt.boundaries,
     )
     result = backend.generate(prompt.ids, params, cancel, on_text)
     t2 = time.monotonic()
@@ -344,4 +347,4 @@ def evaluate(backend: ModelBackend, prompt: Prompt, cancel: CancelToken) -> int:
     warm_fn = getattr(backend, "warm", None)
     if warm_fn is None or cancel.cancelled:
         return 0
-    return int(warm_fn(prompt.ids, cancel))
+    return int(warm_fn(prompt.ids, cancel, prompt.boundaries))
