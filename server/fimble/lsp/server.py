@@ -362,9 +362,8 @@ class FimbleServer(LanguageServer):
         """Suggestions at a position: from the typed-through cache when the user typed what was shown, else from
         the model. None when a newer request for the document superseded this one, or when the document is over
         the size limit (said in fimble/status, at once: it is never given to the model or the syntax layer)."""
-        if self._too_large(self.document(uri)):
-            return None
-        await self._await_load_queued()
+        # The position is checked against the text it was sent for: an edit handled while this request waits for
+        # the model to load makes the request stale (answered empty), not invalid.
         doc = self.document(uri)
         if self._too_large(doc):
             return None
@@ -372,6 +371,12 @@ class FimbleServer(LanguageServer):
             offset = offset_of(doc, position)
         except FimbleError as exc:
             raise rpc_error(exc) from None
+        if not self._load_queued.is_set():
+            sent_for = doc.text
+            await self._await_load_queued()
+            doc = self.document(uri)
+            if doc.text is not sent_for:  # edits replace the text
+                return None
         started = time.monotonic()
         prefix, suffix = doc.text[:offset], doc.text[offset:]
         self._active_uri = uri
