@@ -321,6 +321,7 @@ async def run_soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         current.cancelled += 1
                     else:
                         current.errors += 1
+                        print(f"soak: error after a cancel: {exc!r}", file=sys.stderr, flush=True)
                 pending = None
             await asyncio.sleep(args.debounce_ms / 1000)
             msg_id, future = server.request(uri, typist.text, typist.offset)
@@ -335,8 +336,9 @@ async def run_soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     current.latencies_ms.append((time.monotonic() - t0) * 1000)
                     current.answered += 1
                     suggestion = first_item(result)
-                except Exception:
+                except Exception as exc:
                     current.errors += 1
+                    print(f"soak: error: {exc!r}", file=sys.stderr, flush=True)
                     suggestion = ""
             if keystroke % args.window == 0 or keystroke == args.keystrokes:
                 if pending is not None:

@@ -1,4 +1,5 @@
-"""The keystroke loop end to end: typed-through cache, manual trigger candidates, warm-up, status reporting."""
+"""The keystroke loop end to end: typed-through cache, manual trigger candidates, status reporting (warm-ups:
+test_warmup.py)."""
 
 from __future__ import annotations
 
@@ -90,25 +91,6 @@ async def test_status_reports_tokens_and_reuse(lsp: tuple[LanguageClient, Record
     assert len(done) >= 2
     assert done[-1]["promptTokens"] > 0 and done[-1]["reusedTokens"] > 0
     assert done[-1]["serverMs"] >= 0
-
-
-async def test_opening_a_file_warms_the_cache(tiny_model: Path) -> None:
-    from tests.conftest import start_client
-
-    client, recorder = await start_client(model=tiny_model)
-    try:
-        text = "import os\n" * 50 + "x = "
-        await wait_until(lambda: any(s["state"] == "ready" for s in recorder.status))
-        open_doc(client, URI, text)
-        await asyncio.sleep(0.5)  # let the warm-up run on the worker
-        await client.text_document_inline_completion_async(inline_params(URI, 50, 4))
-        await wait_until(lambda: any(s.get("cached") is False for s in recorder.status))
-        done = next(s for s in recorder.status if s.get("cached") is False)
-        # Everything but the last token or two of the prompt came from the warmed KV cache.
-        assert done["reusedTokens"] >= done["promptTokens"] - 2
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 def test_prefix_window_start_moves_in_steps_so_the_kv_cache_survives_typing(tiny_random_model: Path) -> None:

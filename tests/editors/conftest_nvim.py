@@ -248,7 +248,8 @@ def nvim_factory(
     sessions: list[NvimSession] = []
 
     def start(opts: dict[str, Any] | None = None, files: dict[str, str] | None = None) -> NvimSession:
-        """`opts` go to require('fimble').setup(); without "cmd", the real server of this venv."""
+        """`opts` go to require('fimble').setup(); without "cmd", the real server of this venv (with "cmd": None, the
+        plugin chooses)."""
         workdir = tmp_path / f"work{len(sessions)}"
         workdir.mkdir()
         (workdir / ".git").mkdir()  # a root marker, so the workspace is this folder
@@ -284,6 +285,8 @@ def nvim_factory(
         nvim.command("cd " + str(workdir))
         opts = dict(opts or {})
         opts.setdefault("cmd", server_cmd(session.server_log))
+        if opts["cmd"] is None:  # the plugin's own choice: the installed server, else fimble on $PATH
+            del opts["cmd"]
         session.lua(SETUP_LUA, str(PLUGIN_DIR), opts)
         return session
 

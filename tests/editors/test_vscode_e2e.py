@@ -84,9 +84,13 @@ def _run(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None =
 
 
 def _newest_source_mtime() -> float:
+    """The newest of what goes into the .vsix: the extension's sources and the server it carries (bundled/)."""
     files = [EXT_DIR / "package.json", EXT_DIR / "package-lock.json", EXT_DIR / ".vscodeignore"]
     for sub in ("src", "media"):
         files.extend(p for p in (EXT_DIR / sub).rglob("*") if p.is_file())
+    files += [REPO / "pyproject.toml", REPO / "README.md", REPO / "editor-clients" / "install" / "fimble_install.py"]
+    for sub in ("server/fimble", "prompts"):
+        files.extend(p for p in (REPO / sub).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     return max(p.stat().st_mtime for p in files if p.exists())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_vscode_e2e import _newest_source_mtime
+
 REPO = Path(__file__).resolve().parents[2]
 EXT_DIR = REPO / "editor-clients" / "vscode"
 
@@ -17,9 +21,7 @@ EXT_DIR = REPO / "editor-clients" / "vscode"
 @pytest.fixture(scope="module")
 def vsix() -> Path:
     path = EXT_DIR / "fimble.vsix"
-    sources = [p for sub in ("src", "media") for p in (EXT_DIR / sub).rglob("*") if p.is_file()]
-    sources.append(EXT_DIR / "package.json")
-    fresh = path.exists() and path.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
+    fresh = path.exists() and path.stat().st_mtime >= _newest_source_mtime()
     if not fresh:
         npm = shutil.which("npm")
         if npm is None or not (EXT_DIR / "node_modules" / ".bin" / "vsce").exists():
@@ -66,3 +68,44 @@ def test_vsix_contents(vsix: Path) -> None:
         assert settings[f"fimble.{key}"]["scope"] == "machine", key
         assert f"fimble.{key}" in restricted, key
     assert manifest["capabilities"]["untrustedWorkspaces"]["supported"] == "limited"
+
+
+def test_vsix_carries_its_own_server(vsix: Path) -> None:
+    """The server the extension installs: this checkout's fimble wheel, its version the extension's, and the
+    installer; the wheel is reproducible, so an unchanged server is not reinstalled after an extension update."""
+    with zipfile.ZipFile(vsix) as z:
+        manifest = json.loads(z.read("extension/package.json"))
+        server = json.loads(z.read("extension/bundled/server.json"))
+        wheel = z.read(f"extension/bundled/{server['wheel']}")
+        installer = z.read(f"extension/bundled/{server['installer']}")
+    assert server["version"] == manifest["version"]
+    assert server["wheel"] == f"fimble-{manifest['version']}-py3-none-any.whl"
+    assert hashlib.sha256(wheel).hexdigest() == server["sha256"]
+    assert installer == (REPO / "editor-clients" / "install" / "fimble_install.py").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(wheel)) as w:
+        names = set(w.namelist())
+    assert "fimble/cli/main.py" in names and "fimble/prompts/fim/qwen2.5-coder.toml" in names
+    commands = {c["command"] for c in manifest["contributes"]["commands"]}
+    assert {"fimble.installServer", "fimble.removeServer"} <= commands
+
+
+@pytest.mark.editor
+def test_the_server_wheel_is_reproducible_and_leaves_the_checkout_alone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    before = sorted(p.name for p in (*REPO.iterdir(), *(REPO / "server").iterdir()))
+    built = [
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "bundle_server.py"), "wheel", "--out", str(tmp_path / str(i))],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        for i in range(2)
+    ]
+    if any(b.returncode != 0 for b in built):
+        pytest.skip(f"cannot build the wheel here (no setuptools from an index?): {built[0].stderr[-1000:]}")
+    first, second = (next((tmp_path / str(i)).glob("fimble-*.whl")) for i in range(2))
+    assert first.read_bytes() == second.read_bytes()
+    assert sorted(p.name for p in (*REPO.iterdir(), *(REPO / "server").iterdir())) == before

@@ -36,3 +36,25 @@ end, { desc = 'fimble: start suggesting' })
 vim.api.nvim_create_user_command('FimbleDisable', function()
   fimble().disable()
 end, { desc = 'fimble: stop the server and suggestions' })
+
+vim.api.nvim_create_user_command('FimbleInstall', function(args)
+  require('fimble.install').install({ source = args.args })
+end, {
+  nargs = '?',
+  complete = 'file',
+  desc = 'fimble: install the server into its own venv (from this plugin\'s fimble checkout, or the given path)',
+})
+
+vim.api.nvim_create_user_command('FimbleUpdate', function(args)
+  require('fimble.install').install({ source = args.args, update = true })
+end, {
+  nargs = '?',
+  complete = 'file',
+  desc = 'fimble: reinstall the server (the old one serves until the new one works)',
+})
+
+vim.api.nvim_create_user_command('FimbleInstallCancel', function()
+  if not require('fimble.install').cancel() then
+    vim.notify('fimble: no install is running', vim.log.levels.INFO, { title = 'fimble' })
+  end
+end, { desc = 'fimble: stop the running install (nothing of it is kept)' })

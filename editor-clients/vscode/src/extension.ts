@@ -18,6 +18,9 @@ import { Backoff } from "./backoff";
 import { FimbleLanguageClient, createClient } from "./client";
 import { ExplainPanel } from "./explainPanel";
 import { ExplanationParams } from "./explanations";
+import { managedCommand } from "./install";
+import { ServerInstaller } from "./installFlow";
+import { processes } from "./installRunner";
 import { DebugPromptResult, formatDebugPrompt } from "./prompt";
 import { ServerManager } from "./serverManager";
 import {
@@ -29,7 +32,7 @@ import {
   resolveServerCommand,
 } from "./settings";
 import { StatusBar, StatusParams } from "./status";
-import { TrustContext, userValue } from "./trust";
+import { TrustContext, folderHolding, userValue } from "./trust";
 
 const SECTION = "fimble";
 /** LSP's RequestCancelled error code. */
@@ -165,21 +168,62 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     },
   };
 
+  const installer = new ServerInstaller({
+    extensionPath: context.extensionUri.fsPath,
+    storagePath: context.globalStorageUri.fsPath,
+    globalState: context.globalState,
+    log,
+    logInstaller: (line) => output.info(`[install] ${line}`),
+    showLog: () => output.show(true),
+    status: (state, message) => status.update({ state, message }),
+    trusted: () => vscode.workspace.isTrusted,
+    folders: workspaceFolderPaths,
+    pythonExtension: pythonExtensionInterpreter,
+    defaultInterpreterPath: () => userValue(vscode.workspace.getConfiguration("python"), "defaultInterpreterPath", ""),
+    httpProxy: () => userValue(vscode.workspace.getConfiguration("http"), "proxy", ""),
+    onInstalled: () => {
+      lastErrorShown = "";
+      void manager.start(true);
+    },
+  });
+  context.subscriptions.push({ dispose: () => installer.dispose() });
+
   // The program fimble starts comes from the user's own settings only; in Restricted Mode not from the Python
-  // extension (whose interpreter a workspace selects) nor from inside a workspace folder.
+  // extension (whose interpreter a workspace selects) nor from inside a workspace folder. An interpreter that was
+  // not set for fimble (the Python extension's, python.defaultInterpreterPath) counts only when it has fimble.
   const resolveCommand = async (): Promise<ServerCommand> => {
     const cfg = config();
     const pythonCfg = vscode.workspace.getConfiguration("python");
     const serverPath = userValue(cfg, "serverPath", "");
     const pythonPath = userValue(cfg, "pythonPath", "");
+    const serverArgs = userValue<string[]>(cfg, "serverArgs", []);
     const trustNow = trust();
+    const installed = serverPath || pythonPath ? undefined : installer.current();
+    const lookAround = !serverPath && !pythonPath && !installed;
+    const withFimble = async (python: string | undefined): Promise<string | undefined> => {
+      if (!python || !lookAround) {
+        return undefined;
+      }
+      // Asking runs the interpreter: never one inside an untrusted workspace.
+      if (!trustNow.trusted && folderHolding(python, trustNow.folders, serverCwd) !== undefined) {
+        return python;
+      }
+      const has = await processes.hasFimble(python, serverCwd);
+      if (!has) {
+        log(`${python} has no fimble: not using it`);
+      }
+      return has ? python : undefined;
+    };
+    const defaultInterpreter = userValue(pythonCfg, "defaultInterpreterPath", "");
     const command = resolveServerCommand({
       serverPath,
       pythonPath,
-      serverArgs: userValue<string[]>(cfg, "serverArgs", []),
-      pythonExtensionInterpreter:
-        serverPath || pythonPath || !trustNow.trusted ? undefined : await pythonExtensionInterpreter(),
-      defaultInterpreterPath: userValue(pythonCfg, "defaultInterpreterPath", ""),
+      serverArgs,
+      installed: installed && managedCommand(installed, serverArgs.filter((a) => typeof a === "string")),
+      pythonExtensionInterpreter: await withFimble(trustNow.trusted ? await pythonExtensionInterpreter() : undefined),
+      defaultInterpreterPath: ["python", "python3", ""].includes(defaultInterpreter.trim())
+        ? defaultInterpreter
+        : await withFimble(defaultInterpreter),
       workspaceFolder: workspaceFolderPath(),
       trust: trustNow,
     });
@@ -226,6 +270,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
           reportError(params.message);
         } else if (params.state === "ready") {
           lastErrorShown = "";
+          if (command.source === "installed") {
+            installer.removePrevious();
+          }
         }
       });
       // Replaces the library's handler: the server reports a failure both as window/showMessage and as
@@ -247,6 +294,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
       status: (state, message) => status.update({ state, message }),
       log,
       notifyFailure: (message) => showFailure(message),
+      notInstalled: () => void installer.offer(),
     },
     new Backoff(),
   );
@@ -280,7 +328,28 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     vscode.commands.registerCommand("fimble.fixAtCursor", () => fixAtCursor()),
     vscode.commands.registerCommand("fimble.showLastPrompt", () => showLastPrompt()),
     vscode.commands.registerCommand("fimble.statusMenu", () => statusMenu()),
+    vscode.commands.registerCommand("fimble.installServer", () => installer.install()),
+    vscode.commands.registerCommand("fimble.removeServer", () => removeServer()),
   );
+
+  async function removeServer(): Promise<void> {
+    if (!installer.current()) {
+      void vscode.window.showInformationMessage(`fimble: no server is installed in ${installer.root}.`);
+      return;
+    }
+    const choice = await vscode.window.showWarningMessage(
+      `fimble: remove the installed server (${installer.root})? The default model's copy in fimble's cache folder ` +
+        "stays (see the README to remove it too).",
+      { modal: true },
+      "Remove",
+    );
+    if (choice !== "Remove") {
+      return;
+    }
+    await manager.stop();
+    installer.remove();
+    void manager.start(true);
+  }
 
   // Trust turns on what Restricted Mode held back (git, checkers, the workspace's interpreter): a fresh server
   // picks it all up. (Trust cannot be taken back without a new window.)
@@ -288,7 +357,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     vscode.workspace.onDidGrantWorkspaceTrust(() => {
       log("The workspace is trusted now: restarting the server");
       refusalsShown.clear();
-      void manager.start(true);
+      void manager.start(true).then(() => installer.updateIfNeeded());
     }),
   );
 
@@ -507,6 +576,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
       { label: "$(debug) Show the last prompt", run: () => showLastPrompt() },
       { label: "$(output) Show server log", run: () => output.show(true) },
       { label: "$(debug-restart) Restart server", run: () => manager.start(true) },
+      { label: "$(cloud-download) Install or update the server", run: () => installer.install() },
       {
         label: "$(gear) Settings",
         run: () => vscode.commands.executeCommand("workbench.action.openSettings", "@ext:fimble.fimble"),
@@ -519,8 +589,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
     await pick?.run();
   }
 
-  // Start in the background: activation (and the editor) never waits for the model.
-  void manager.start(true);
+  // Start in the background: activation (and the editor) never waits for the model. An install from an older
+  // extension serves until its replacement is in place.
+  void manager.start(true).then(() => installer.updateIfNeeded());
 
   return {
     get client() {

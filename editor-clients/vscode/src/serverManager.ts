@@ -4,7 +4,7 @@
  * tested with fake clients.
  */
 import { Backoff } from "./backoff";
-import { ServerCommand, formatCommand } from "./settings";
+import { ServerCommand, ServerNotInstalled, formatCommand } from "./settings";
 import { DisplayState } from "./status";
 
 export interface ClientHandle {
@@ -25,6 +25,8 @@ export interface ManagerUi {
   log(line: string): void;
   /** A non-modal message; `final`: the manager gave up retrying. */
   notifyFailure(message: string, final: boolean): void;
+  /** No server is configured or found (no retry is scheduled: installing one starts it). */
+  notInstalled(message: string): void;
 }
 
 export interface Clock {
@@ -96,6 +98,13 @@ export class ServerManager<C extends ClientHandle> {
     try {
       command = await this.resolveCommand();
     } catch (error) {
+      if (error instanceof ServerNotInstalled) {
+        if (generation === this.generation) {
+          this.ui.log(error.message);
+          this.ui.notInstalled(error.message);
+        }
+        return;
+      }
       this.fail(generation, `Cannot find the fimble server: ${describe(error)}`);
       return;
     }
@@ -120,7 +129,9 @@ export class ServerManager<C extends ClientHandle> {
       const hint =
         command.source === "PATH"
           ? ' Set "fimble.serverPath" or "fimble.pythonPath".'
-          : ` Check "fimble.${command.source === "serverPath" ? "serverPath" : "pythonPath"}".`;
+          : command.source === "installed"
+            ? ' Reinstall it with "fimble: Install or update the server".'
+            : ` Check "fimble.${command.source === "serverPath" ? "serverPath" : "pythonPath"}".`;
       this.fail(generation, `The fimble server (${formatCommand(command)}) failed to start: ${describe(error)}.${hint}`);
       return;
     }

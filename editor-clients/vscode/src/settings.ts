@@ -234,7 +234,7 @@ export interface ServerCommand {
   command: string;
   args: string[];
   /** Where the command came from, for the log and error messages. */
-  source: "serverPath" | "pythonPath" | "python extension" | "python.defaultInterpreterPath" | "PATH";
+  source: "serverPath" | "pythonPath" | "installed" | "python extension" | "python.defaultInterpreterPath" | "PATH";
   /** Candidates Restricted Mode passed over, and why (for the log). */
   refused?: string[];
 }
@@ -243,9 +243,14 @@ export interface CommandInputs {
   serverPath?: string;
   pythonPath?: string;
   serverArgs?: readonly string[];
-  /** Interpreter reported by the Python extension, if any (the caller leaves it out in Restricted Mode). */
+  /** The server the extension installed (install.ts managedCommand), if any. */
+  installed?: ServerCommand;
+  /**
+   * Interpreter reported by the Python extension, if any and if it has fimble (the caller leaves it out in
+   * Restricted Mode).
+   */
   pythonExtensionInterpreter?: string;
-  /** The user's own `python.defaultInterpreterPath`, if any (never a workspace value). */
+  /** The user's own `python.defaultInterpreterPath`, if any (never a workspace value) and if it has fimble. */
   defaultInterpreterPath?: string;
   workspaceFolder?: string;
   trust?: TrustContext;
@@ -253,10 +258,13 @@ export interface CommandInputs {
   which?: (name: string) => string[];
 }
 
+/** No fimble server is configured, installed or found: the extension offers to install one. */
+export class ServerNotInstalled extends Error {}
+
 /**
  * How to start the server: `fimble.serverPath` (`<path> serve`), else `fimble.pythonPath`
- * (`<python> -m fimble serve`), else the Python extension's interpreter, else `python.defaultInterpreterPath`,
- * else `fimble serve` from PATH.
+ * (`<python> -m fimble serve`), else the server the extension installed, else the Python extension's interpreter,
+ * else `python.defaultInterpreterPath`, else `fimble serve` from PATH; with none of them, ServerNotInstalled.
  *
  * In Restricted Mode a candidate that lies inside a workspace folder is passed over (a command name is looked up on
  * PATH first, and the first match outside the workspace is used); when every candidate is, this throws with the
@@ -304,6 +312,10 @@ export function resolveServerCommand(inputs: CommandInputs): ServerCommand {
   if (fromPythonPath) {
     return result(fromPythonPath, python, "pythonPath");
   }
+  const installed = inputs.installed && vet(inputs.installed.command, "the installed server");
+  if (installed && inputs.installed) {
+    return result(installed, inputs.installed.args, "installed");
+  }
   const fromExtension = expandPath(inputs.pythonExtensionInterpreter ?? "", inputs.workspaceFolder);
   const extensionPython = fromExtension && vet(fromExtension, "the Python extension's interpreter");
   if (extensionPython) {
@@ -316,9 +328,13 @@ export function resolveServerCommand(inputs: CommandInputs): ServerCommand {
       return result(chosen, python, "python.defaultInterpreterPath");
     }
   }
-  const fromPath = vet("fimble", "fimble");
+  const onPath = which("fimble");
+  const fromPath = onPath.length > 0 && vet("fimble", "fimble");
   if (fromPath) {
     return result(fromPath, ["serve", ...extra], "PATH");
+  }
+  if (refused.length === 0) {
+    throw new ServerNotInstalled("The fimble server is not installed (no fimble.serverPath, no fimble on PATH).");
   }
   throw new Error(
     `Restricted Mode: fimble starts no program from inside the workspace: ${refused.join("; ")}. ` +

@@ -10,10 +10,11 @@ export interface StatusParams {
   tokensPerSecond?: number;
 }
 
-export type DisplayState = StatusParams["state"] | "starting" | "stopped";
+export type DisplayState = StatusParams["state"] | "starting" | "stopped" | "notInstalled" | "installing";
 
 export const SHOW_LOG_COMMAND = "fimble.showLog";
 export const MENU_COMMAND = "fimble.statusMenu";
+export const INSTALL_COMMAND = "fimble.installServer";
 
 export interface StatusView {
   text: string;
@@ -90,6 +91,21 @@ export function renderStatus(s: StatusSnapshot): StatusView {
       command = SHOW_LOG_COMMAND;
       error = true;
       break;
+    case "notInstalled":
+      text = "$(cloud-download) fimble: install";
+      details.push(s.message || "The fimble server is not installed.");
+      details.push("Click to install it.");
+      command = INSTALL_COMMAND;
+      warning = true;
+      break;
+    case "installing": {
+      const pct = progressOf(s.message);
+      text = `$(sync~spin) fimble: installing${pct ? " " + pct : "…"}`;
+      details.push(s.message || "Installing the fimble server…");
+      details.push("Click to show the log.");
+      command = SHOW_LOG_COMMAND;
+      break;
+    }
     case "stopped":
     default:
       text = "$(debug-disconnect) fimble";
@@ -131,7 +147,7 @@ export class StatusBar implements vscode.Disposable {
     const next: StatusSnapshot = { ...this.snapshot, state: params.state, message: params.message ?? "" };
     if (params.model !== undefined) {
       next.model = params.model;
-    } else if (params.state === "starting" || params.state === "loading" || params.state === "error") {
+    } else if (["starting", "loading", "error", "notInstalled", "installing"].includes(params.state)) {
       next.model = undefined; // a new server or model: the old name would mislead
     }
     if (params.latencyMs !== undefined) {

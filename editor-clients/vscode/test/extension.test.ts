@@ -2,17 +2,87 @@
 /** activate() against the mocked `vscode` and `vscode-languageclient/node` modules. */
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 import * as vscode from "vscode";
 import { activate } from "../src/extension";
+import { InstallEvent, ProbeResult, PythonCandidate } from "../src/install";
+import { Outcome, RunOptions, processes } from "../src/installRunner";
 import * as lc from "./mock/languageclient";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const mock = require("vscode") as typeof import("./mock/vscode");
 
 const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8"));
 
-let context: { subscriptions: { dispose(): unknown }[]; extensionUri: vscode.Uri };
+let context: {
+  subscriptions: { dispose(): unknown }[];
+  extensionUri: vscode.Uri;
+  globalStorageUri: vscode.Uri;
+  globalState: Memento;
+};
+
+/** A fake globalState that outlives one activation (as VS Code's does). */
+class Memento {
+  private values = new Map<string, unknown>();
+  get<T>(key: string): T | undefined {
+    return this.values.get(key) as T | undefined;
+  }
+  async update(key: string, value: unknown): Promise<void> {
+    this.values.set(key, value);
+  }
+}
+
+/** Per test: the extension's folder (with bundled/server.json), its global storage, and an empty PATH. */
+let tmp: string;
+let extDir: string;
+let storage: string;
+let pathDir: string;
+let globalState: Memento;
+const savedPath = process.env.PATH;
+const realProcesses = { ...processes };
+/** Interpreters for which processes.hasFimble says yes; what processes.probe answers; the installer runs. */
+let withFimble: Set<string>;
+let probeAnswers: (candidate: PythonCandidate) => ProbeResult;
+const probed: string[] = [];
+const installs: RunOptions[] = [];
+let installer: (options: RunOptions) => Promise<Outcome>;
+
+const BUNDLED = { version: "0.1.0", wheel: "fimble-0.1.0-py3-none-any.whl", sha256: "aa11", installer: "fimble_install.py" };
+
+/** An executable file called `name` in the PATH folder. */
+function onPath(name: string): string {
+  const file = path.join(pathDir, name);
+  fs.writeFileSync(file, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+  return file;
+}
+
+/** A complete install in the global storage, as the installer leaves it. */
+function writeInstall(venv: string, sourceId: string, previous: string | null = null): string {
+  const root = path.join(storage, "server");
+  const python = path.join(root, venv, "bin", "python");
+  fs.mkdirSync(path.dirname(python), { recursive: true });
+  fs.writeFileSync(python, "");
+  fs.writeFileSync(
+    path.join(root, "current.json"),
+    JSON.stringify({ venv, version: "0.1.0", source_id: sourceId, previous }),
+  );
+  return python;
+}
+
+/** An installer run that sends these events, then does what the real one does on success. */
+function succeeding(venv = "venv-new", events: InstallEvent[] = []): (options: RunOptions) => Promise<Outcome> {
+  return async (options) => {
+    for (const event of events) {
+      options.onEvent(event);
+    }
+    const previous = JSON.parse(fs.existsSync(path.join(storage, "server", "current.json")) ? fs.readFileSync(path.join(storage, "server", "current.json"), "utf8") : "{}").venv ?? null;
+    writeInstall(venv, `sha256:${BUNDLED.sha256}`, previous);
+    const done = { event: "done", venv, version: "0.1.0", seconds: 42, previous } as const;
+    options.onEvent(done);
+    return { kind: "done", event: done };
+  };
+}
 
 async function flush(): Promise<void> {
   for (let i = 0; i < 20; i++) {
@@ -22,7 +92,7 @@ async function flush(): Promise<void> {
 
 async function start(settings: Record<string, unknown> = {}) {
   mock.setSettings({ "fimble.serverPath": "/venv/bin/fimble", ...settings });
-  context = { subscriptions: [], extensionUri: vscode.Uri.file("/ext") };
+  context = { subscriptions: [], extensionUri: vscode.Uri.file(extDir), globalStorageUri: vscode.Uri.file(storage), globalState };
   const api = await activate(context as unknown as vscode.ExtensionContext);
   await flush();
   return api;
@@ -53,6 +123,33 @@ function editor(text: string[], selection: vscode.Selection, languageId = "pytho
 beforeEach(() => {
   mock.reset();
   lc.resetClients();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fimble-ext-test-"));
+  extDir = path.join(tmp, "ext");
+  storage = path.join(tmp, "storage");
+  pathDir = path.join(tmp, "bin");
+  for (const dir of [path.join(extDir, "bundled"), storage, pathDir]) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+  fs.writeFileSync(path.join(extDir, "bundled", "server.json"), JSON.stringify(BUNDLED));
+  process.env.PATH = pathDir;
+  globalState = new Memento();
+  withFimble = new Set();
+  probeAnswers = (candidate) => ({ candidate, version: [3, 11, 4], executable: candidate.command });
+  probed.length = 0;
+  installs.length = 0;
+  installer = succeeding();
+  processes.hasFimble = async (python) => {
+    probed.push(python);
+    return withFimble.has(python);
+  };
+  processes.probe = async (candidate) => {
+    probed.push(candidate.command);
+    return probeAnswers(candidate);
+  };
+  processes.runInstaller = (options) => {
+    installs.push(options);
+    return { done: installer(options), cancel: () => undefined };
+  };
 });
 
 afterEach(async () => {
@@ -60,6 +157,9 @@ afterEach(async () => {
     await d.dispose();
   }
   await flush();
+  Object.assign(processes, realProcesses);
+  process.env.PATH = savedPath;
+  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 test("activation registers every contributed command and starts `fimble serve` with the settings", async () => {
@@ -362,7 +462,7 @@ async function pullConfiguration(client: lc.LanguageClient, sections: (string | 
 test("the server never runs in a workspace folder: its working directory is the extension's", async () => {
   inWorkspace();
   await start();
-  assert.equal(latestClient().serverOptions.options.cwd, "/ext");
+  assert.equal(latestClient().serverOptions.options.cwd, extDir);
 });
 
 test("Restricted Mode: workspaceTrusted false in initializationOptions, every configuration answer and change", async () => {
@@ -420,20 +520,21 @@ test("a workspace value of a machine-scoped setting is ignored, trusted or not",
 test("the interpreter never comes from workspace settings; the Python extension's only in a trusted workspace", async () => {
   inWorkspace();
   mock.setWorkspaceSettings({ "python.defaultInterpreterPath": "/ws/.venv/bin/python" });
+  withFimble.add("/ws/.venv/bin/python");
   await start({ "fimble.serverPath": "" });
-  let client = latestClient();
-  assert.equal(client.serverOptions.command, "fimble", "not the workspace's python.defaultInterpreterPath");
-  assert.equal(client.serverOptions.args[0], "serve");
+  assert.equal(lc.instances.length, 0, "not the workspace's python.defaultInterpreterPath");
+  assert.ok(!probed.includes("/ws/.venv/bin/python"), "not even asked");
   for (const d of context.subscriptions) {
     await d.dispose();
   }
   mock.reset();
   lc.resetClients();
 
-  // The user's own python.defaultInterpreterPath does count.
+  // The user's own python.defaultInterpreterPath does count, when it has fimble.
   inWorkspace();
+  withFimble.add("/usr/bin/python3.12");
   await start({ "fimble.serverPath": "", "python.defaultInterpreterPath": "/usr/bin/python3.12" });
-  client = latestClient();
+  let client = latestClient();
   assert.deepEqual([client.serverOptions.command, ...client.serverOptions.args], ["/usr/bin/python3.12", "-m", "fimble", "serve"]);
   for (const d of context.subscriptions) {
     await d.dispose();
@@ -445,17 +546,20 @@ test("the interpreter never comes from workspace settings; the Python extension'
   inWorkspace();
   mock.setTrusted(false);
   mock.setPythonExtension("/ws/.venv/bin/python");
+  const fimbleOnPath = onPath("fimble");
   await start({ "fimble.serverPath": "" });
   client = latestClient();
-  assert.notEqual(client.serverOptions.command, "/ws/.venv/bin/python");
-  assert.ok(!String(client.serverOptions.command).startsWith("/ws/"));
-  assert.equal(client.serverOptions.args[client.serverOptions.args.length - 1], "serve");
+  assert.equal(client.serverOptions.command, fimbleOnPath);
+  assert.deepEqual(client.serverOptions.args, ["serve"]);
+  assert.ok(!probed.includes("/ws/.venv/bin/python"));
 });
 
 test("trust granted: the server restarts with workspaceTrusted true and the trusted interpreter", async () => {
   inWorkspace();
   mock.setTrusted(false);
   mock.setPythonExtension("/ws/.venv/bin/python");
+  withFimble.add("/ws/.venv/bin/python");
+  onPath("fimble");
   await start({ "fimble.serverPath": "" });
   const first = latestClient();
   assert.equal(first.clientOptions.initializationOptions.workspaceTrusted, false);
@@ -487,4 +591,207 @@ test("Restricted Mode: a program or model inside the workspace is not used, and 
   assert.equal(warnings.length, 1, JSON.stringify(mock.recorded.messages));
   assert.match(warnings[0].text, /Restricted Mode: not loading fimble\.model \(\/ws\/models\/m\.gguf\).*Trust the workspace/);
   assert.deepEqual(warnings[0].items, ["Manage Workspace Trust"]);
+});
+
+// ---- installing the server (issue #18) ----
+
+const INSTALL_STEPS: InstallEvent[] = [
+  { event: "step", step: "venv", title: "Creating the virtual environment", percent: 0 },
+  { event: "log", text: "$ python -I -m venv /store/server/venv-new" },
+  { event: "step", step: "packages", title: "Getting the packages", percent: 8 },
+  { event: "progress", step: "packages", message: "pygls-2.1.1-py3-none-any.whl" },
+  { event: "step", step: "install", title: "Installing the packages", percent: 75 },
+  { event: "step", step: "verify", title: "Checking the server", percent: 87 },
+  { event: "step", step: "model", title: "Preparing the default model", percent: 92 },
+];
+
+const offers = () => mock.recorded.messages.filter((m) => /server is not installed\. Install it now\?/.test(m.text));
+const errorsShown = () => mock.recorded.messages.filter((m) => m.level === "error");
+
+test("no server anywhere: the install is offered once, and nothing happens without consent", async () => {
+  onPath("python3");
+  await start({ "fimble.serverPath": "" });
+  assert.equal(lc.instances.length, 0);
+  assert.equal(offers().length, 1);
+  assert.deepEqual(offers()[0].items, ["Install", "Not now"]);
+  assert.equal(installs.length, 0, "no consent, no install");
+  assert.equal(statusItem().text, "$(cloud-download) fimble: install");
+  assert.equal(statusItem().command, "fimble.installServer");
+  // A restart finds nothing again: no second prompt (the status bar still offers it).
+  await vscode.commands.executeCommand("fimble.restartServer");
+  await flush();
+  assert.equal(offers().length, 1);
+});
+
+test("accepting installs with named steps and a cancel button, logs everything, then starts the installed server", async () => {
+  inWorkspace();
+  const python3 = onPath("python3");
+  installer = succeeding("venv-new", INSTALL_STEPS);
+  mock.answerMessagesWith("Install");
+  await start({ "fimble.serverPath": "", "fimble.serverArgs": ["--log-level", "DEBUG"] });
+  await flush();
+  assert.equal(installs.length, 1);
+  const run = installs[0];
+  const root = path.join(storage, "server");
+  assert.equal(run.python, python3, "the probed interpreter's own executable");
+  assert.equal(run.cwd, root, "never a workspace folder");
+  assert.deepEqual(run.args, ["install", "--root", root, "--source", path.join(extDir, "bundled", BUNDLED.wheel)]);
+  assert.equal(run.script, path.join(extDir, "bundled", "fimble_install.py"));
+  const progress = mock.recorded.progress[0];
+  assert.equal(progress.title, "fimble: installing the server");
+  assert.equal(progress.cancellable, true);
+  assert.deepEqual(
+    progress.reports.map((r) => r.message),
+    [
+      "Creating the virtual environment…",
+      "Getting the packages…",
+      "Getting the packages — pygls-2.1.1-py3-none-any.whl",
+      "Installing the packages…",
+      "Checking the server…",
+      "Preparing the default model…",
+    ],
+  );
+  assert.ok(mock.recorded.outputLines.some((l) => l.includes("[install] $ python -I -m venv")), "the full log");
+  const client = latestClient();
+  assert.deepEqual(
+    [client.serverOptions.command, ...client.serverOptions.args],
+    [path.join(root, "venv-new", "bin", "python"), "-I", "-u", "-m", "fimble", "serve", "--log-level", "DEBUG"],
+  );
+  assert.equal(client.serverOptions.options.cwd, extDir);
+  assert.ok(mock.recorded.messages.some((m) => /server is installed \(fimble 0\.1\.0, 42 s\)/.test(m.text)));
+  assert.equal(errorsShown().length, 0);
+});
+
+test("no usable Python: one clear error with Retry, which installs once Python is there", async () => {
+  onPath("python3");
+  let pythonIsNew = false;
+  probeAnswers = (candidate) => ({ candidate, version: pythonIsNew ? [3, 12, 0] : [3, 9, 2], executable: candidate.command });
+  mock.answerMessagesWith((text, items) => {
+    if (items.includes("Install")) {
+      return "Install";
+    }
+    if (items.includes("Retry") && !pythonIsNew) {
+      pythonIsNew = true; // the user installs a newer Python, then clicks Retry
+      return "Retry";
+    }
+    return undefined;
+  });
+  await start({ "fimble.serverPath": "" });
+  await flush();
+  const errors = errorsShown();
+  assert.equal(errors.length, 1);
+  assert.match(errors[0].text, /needs Python 3\.11 or newer, and fimble found only .*python3 is 3\.9\.2/);
+  assert.deepEqual(errors[0].items, ["Retry", "Show Log"]);
+  assert.equal(installs.length, 1, "Retry installed with the new Python");
+  assert.equal(latestClient().serverOptions.args[2], "-m");
+});
+
+test("pip failing: one message naming the fix, the status bar offers the retry; a cancel keeps nothing", async () => {
+  onPath("python3");
+  installer = async (options) => {
+    options.onEvent({ event: "step", step: "packages", title: "Getting the packages", percent: 8 });
+    const message = "pip could not reach the package index (Connection refused) to get pygls. Check the network ...";
+    options.onEvent({ event: "error", code: "network", message });
+    return { kind: "error", code: "network", message };
+  };
+  mock.answerMessagesWith("Install");
+  await start({ "fimble.serverPath": "" });
+  await flush();
+  const errors = errorsShown();
+  assert.equal(errors.length, 1);
+  assert.match(errors[0].text, /^fimble: pip could not reach the package index/);
+  assert.deepEqual(errors[0].items, ["Retry", "Show Log"]);
+  assert.equal(statusItem().command, "fimble.installServer");
+  assert.match(String(statusItem().tooltip), /The install failed: pip could not reach/);
+  assert.equal(lc.instances.length, 0, "nothing half-installed is used");
+
+  // Cancelling: the installer is told, and the user hears that nothing was kept.
+  let cancelled = 0;
+  processes.runInstaller = (options) => {
+    installs.push(options);
+    let finish: (o: Outcome) => void = () => undefined;
+    const done = new Promise<Outcome>((resolve) => (finish = resolve));
+    return {
+      done,
+      cancel: () => {
+        cancelled++;
+        finish({ kind: "cancelled" });
+      },
+    };
+  };
+  mock.answerMessagesWith(undefined);
+  const running = vscode.commands.executeCommand("fimble.installServer");
+  await flush();
+  mock.cancelProgress();
+  await running;
+  assert.equal(cancelled, 1);
+  assert.ok(mock.recorded.messages.some((m) => /install was cancelled; nothing of it was kept/.test(m.text)));
+  assert.equal(lc.instances.length, 0);
+});
+
+test("Restricted Mode: the install is never offered or run, and the user is told why", async () => {
+  inWorkspace();
+  mock.setTrusted(false);
+  onPath("python3");
+  mock.answerMessagesWith("Install");
+  await start({ "fimble.serverPath": "" });
+  await vscode.commands.executeCommand("fimble.installServer");
+  await flush();
+  assert.equal(offers().length, 0);
+  assert.equal(installs.length, 0);
+  assert.deepEqual(probed, [], "not even a Python is run");
+  const warnings = mock.recorded.messages.filter((m) => m.level === "warning" && /Restricted Mode/.test(m.text));
+  assert.ok(warnings.length >= 1);
+  assert.deepEqual(warnings[0].items, ["Manage Workspace Trust"]);
+  assert.match(String(statusItem().tooltip), /needs a trusted workspace/);
+});
+
+test("an extension update reinstalls once; the old install serves until the new one is up, then goes", async () => {
+  const oldPython = writeInstall("venv-old", "sha256:older");
+  onPath("python3");
+  installer = succeeding("venv-new", INSTALL_STEPS);
+  await start({ "fimble.serverPath": "" });
+  await flush();
+  assert.equal(installs.length, 1, "the update ran by itself, once");
+  assert.equal(mock.recorded.progress[0].title, "fimble: updating the server");
+  assert.equal(lc.instances[0].serverOptions.command, oldPython, "the old install served meanwhile");
+  const client = latestClient();
+  const root = path.join(storage, "server");
+  assert.equal(client.serverOptions.command, path.join(root, "venv-new", "bin", "python"));
+  assert.ok(fs.existsSync(path.join(root, "venv-old")), "kept until the new server is up");
+  client.notify("fimble/status", { state: "ready", message: "ready" });
+  assert.ok(!fs.existsSync(path.join(root, "venv-old")), "removed once it is");
+  assert.ok(fs.existsSync(path.join(root, "venv-new")));
+});
+
+test("a failed update is not retried at every start, and the old install keeps serving", async () => {
+  const oldPython = writeInstall("venv-old", "sha256:older");
+  onPath("python3");
+  installer = async () => ({ kind: "error", code: "pip-failed", message: "pip failed (exit code 1): boom." });
+  await start({ "fimble.serverPath": "" });
+  await flush();
+  assert.equal(installs.length, 1);
+  assert.match(errorsShown()[0].text, /updating the server failed \(the installed one keeps running\): pip failed/);
+  assert.equal(latestClient().serverOptions.command, oldPython);
+  for (const d of context.subscriptions) {
+    await d.dispose();
+  }
+  mock.reset();
+  lc.resetClients();
+  await start({ "fimble.serverPath": "" });
+  await flush();
+  assert.equal(installs.length, 1, "tried once for this extension version");
+  assert.equal(latestClient().serverOptions.command, oldPython);
+});
+
+test("removing the installed server stops it and deletes its folder", async () => {
+  writeInstall("venv-1", `sha256:${BUNDLED.sha256}`);
+  mock.answerMessagesWith("Remove");
+  await start({ "fimble.serverPath": "" });
+  assert.equal(lc.instances.length, 1);
+  await vscode.commands.executeCommand("fimble.removeServer");
+  await flush();
+  assert.ok(!fs.existsSync(path.join(storage, "server")));
+  assert.equal(lc.instances[0].disposed, true);
+  assert.equal(statusItem().command, "fimble.installServer");
 });

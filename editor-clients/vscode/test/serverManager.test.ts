@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import { test } from "node:test";
 import { Backoff } from "../src/backoff";
 import { ClientHandle, ClientHooks, Clock, ManagerUi, ServerManager } from "../src/serverManager";
-import { ServerCommand } from "../src/settings";
+import { ServerCommand, ServerNotInstalled } from "../src/settings";
 
 class FakeClock implements Clock {
   t = 0;
@@ -65,6 +65,7 @@ function setup(failures: boolean[] = []) {
     status: (s, m) => statuses.push([s, m]),
     log: (l) => logs.push(l),
     notifyFailure: (m, final) => notified.push([m, final]),
+    notInstalled: () => undefined,
   };
   const command: ServerCommand = { command: "/nope", args: ["serve"], source: "serverPath" };
   const manager = new ServerManager(
@@ -168,7 +169,7 @@ test("a command that cannot be resolved is an error with a retry", async () => {
     () => {
       throw new Error("no interpreter");
     },
-    { status: (_s, m) => statuses.push(m), log: () => undefined, notifyFailure: () => undefined },
+    { status: (_s, m) => statuses.push(m), log: () => undefined, notifyFailure: () => undefined, notInstalled: () => undefined },
     new Backoff({ initialMs: 500 }),
     clock,
   );
@@ -177,4 +178,32 @@ test("a command that cannot be resolved is an error with a retry", async () => {
   assert.equal(clock.pendingDelay(), 500);
   await manager.dispose();
   assert.equal(clock.pendingDelay(), undefined);
+});
+
+test("no server installed: the UI offers the install, nothing is retried", async () => {
+  const clock = new FakeClock();
+  const offered: string[] = [];
+  const notified: string[] = [];
+  const manager = new ServerManager(
+    () => {
+      throw new Error("unreachable");
+    },
+    () => {
+      throw new ServerNotInstalled("The fimble server is not installed.");
+    },
+    {
+      status: () => undefined,
+      log: () => undefined,
+      notifyFailure: (m) => notified.push(m),
+      notInstalled: (m) => offered.push(m),
+    },
+    new Backoff({ initialMs: 500 }),
+    clock,
+  );
+  await manager.start();
+  assert.deepEqual(offered, ["The fimble server is not installed."]);
+  assert.deepEqual(notified, []);
+  assert.equal(clock.pendingDelay(), undefined);
+  assert.equal(manager.retryPending, false);
+  await manager.dispose();
 });

@@ -10,6 +10,7 @@ import {
   isLanguageEnabled,
   readServerSettings,
   resolveServerCommand,
+  ServerNotInstalled,
 } from "../src/settings";
 import { MACHINE_KEYS, TrustContext } from "../src/trust";
 
@@ -143,7 +144,10 @@ test("isLanguageEnabled: wildcard, negation, global switch", () => {
   assert.equal(isLanguageEnabled("typescript", ["python", "typescript"]), true);
 });
 
-test("resolveServerCommand: serverPath, then pythonPath, then the Python extension, then PATH", () => {
+test("resolveServerCommand: serverPath, then pythonPath, then the installed server, the Python extension, PATH", () => {
+  const onPath = () => ["/usr/local/bin/fimble"];
+  const nowhere = () => [];
+  const installed = { command: "/store/server/venv-1/bin/python", args: ["-I", "-u", "-m", "fimble", "serve"], source: "installed" as const };
   assert.deepEqual(resolveServerCommand({ serverPath: "/venv/bin/fimble", pythonPath: "/usr/bin/python3" }), {
     command: "/venv/bin/fimble",
     args: ["serve"],
@@ -154,10 +158,14 @@ test("resolveServerCommand: serverPath, then pythonPath, then the Python extensi
     args: ["-m", "fimble", "serve", "--log-level", "debug"],
     source: "pythonPath",
   });
+  assert.deepEqual(resolveServerCommand({ pythonPath: "/venv/bin/python", installed }).source, "pythonPath");
+  assert.deepEqual(resolveServerCommand({ installed, pythonExtensionInterpreter: "/env/bin/python", which: onPath }), installed);
   assert.deepEqual(resolveServerCommand({ pythonExtensionInterpreter: "/env/bin/python" }).source, "python extension");
-  assert.deepEqual(resolveServerCommand({ defaultInterpreterPath: "python" }).source, "PATH");
+  assert.deepEqual(resolveServerCommand({ defaultInterpreterPath: "python", which: onPath }).source, "PATH");
   assert.deepEqual(resolveServerCommand({ defaultInterpreterPath: "/x/python3.11" }).command, "/x/python3.11");
-  assert.deepEqual(resolveServerCommand({}), { command: "fimble", args: ["serve"], source: "PATH" });
+  assert.deepEqual(resolveServerCommand({ which: onPath }), { command: "fimble", args: ["serve"], source: "PATH" });
+  // Nothing configured, installed or found: the extension offers the install.
+  assert.throws(() => resolveServerCommand({ defaultInterpreterPath: "python3", which: nowhere }), ServerNotInstalled);
   assert.equal(resolveServerCommand({ serverPath: "${workspaceFolder}/.venv/bin/fimble", workspaceFolder: "/w" }).command, "/w/.venv/bin/fimble");
 });
 
@@ -253,9 +261,21 @@ test("resolveServerCommand in Restricted Mode: nothing from inside the workspace
   assert.equal(b.refused?.length, 1);
   // A Python extension interpreter inside the workspace is refused too (the caller does not even ask for it).
   assert.equal(
-    resolveServerCommand({ pythonExtensionInterpreter: "/ws/.venv/bin/python", trust: RESTRICTED, which: which([]) }).source,
+    resolveServerCommand({
+      pythonExtensionInterpreter: "/ws/.venv/bin/python",
+      trust: RESTRICTED,
+      which: which(["/usr/bin/fimble"]),
+    }).source,
     "PATH",
   );
+  // ... and with nothing else, the reason is Restricted Mode (not a missing install).
+  assert.throws(
+    () => resolveServerCommand({ pythonExtensionInterpreter: "/ws/.venv/bin/python", trust: RESTRICTED, which: which([]) }),
+    /Restricted Mode: fimble starts no program from inside the workspace: the Python extension's interpreter/,
+  );
+  // The installed server lies in the extension's storage: it runs in Restricted Mode too.
+  const installed = { command: "/store/server/venv-1/bin/python", args: ["-I", "-m", "fimble", "serve"], source: "installed" as const };
+  assert.deepEqual(resolveServerCommand({ installed, trust: RESTRICTED, which: which([]) }), installed);
   // Nothing outside: a readable error, not a program from the workspace.
   assert.throws(
     () => resolveServerCommand({ serverPath: "/ws/fimble", trust: RESTRICTED, which: which(["/ws/bin/fimble"]) }),

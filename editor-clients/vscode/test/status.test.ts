@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 import * as vscode from "vscode";
-import { MENU_COMMAND, SHOW_LOG_COMMAND, StatusBar, progressOf, renderStatus } from "../src/status";
+import { INSTALL_COMMAND, MENU_COMMAND, SHOW_LOG_COMMAND, StatusBar, progressOf, renderStatus } from "../src/status";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const mock = require("vscode") as typeof import("./mock/vscode");
 
@@ -56,4 +56,16 @@ test("StatusBar applies fimble/status notifications to its item", () => {
   assert.match(item.text, /error/);
   bar.dispose();
   assert.equal(item.visible, false);
+});
+
+test("renderStatus: not installed offers the install; installing shows the progress and the log", () => {
+  const base = { message: "", enabled: true };
+  const missing = renderStatus({ ...base, state: "notInstalled", message: "The install failed: pip failed." });
+  assert.equal(missing.text, "$(cloud-download) fimble: install");
+  assert.equal(missing.command, INSTALL_COMMAND);
+  assert.equal(missing.warning, true);
+  assert.match(missing.tooltip, /The install failed: pip failed\.\nClick to install it\./);
+  const installing = renderStatus({ ...base, state: "installing", message: "34% — Compiling llama.cpp — 25%" });
+  assert.equal(installing.text, "$(sync~spin) fimble: installing 34%");
+  assert.equal(installing.command, SHOW_LOG_COMMAND);
 });

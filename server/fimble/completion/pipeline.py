@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,12 @@ class Completion:
     alternatives: list[Suggestion] = field(default_factory=list)  # further candidates (manual trigger)
     empty_reason: str = ""  # why nothing is shown, for the user and the log ('' when something is)
     cut_by_clock: bool = False  # the time budget stopped the generation: what is shown is its whole lines only
+    layout: Layout | None = None  # how the prompt was cut (None when it was given)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the model got to the end of its answer: neither the clock nor a cancel stopped it."""
+        return self.generation.stop_reason not in ("deadline", "cancelled")
 
     @property
     def suggestions(self) -> list[Suggestion]:
@@ -106,7 +113,27 @@ def empty_reason(result: GenerationResult, text: str, dropped: str) -> str:
     return dropped
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a prompt was cut from its request: its context snippets, its cursor window and the budgets that shaped it.
+    The prompt the request after an accepted suggestion will send is predicted from it (`accepted_prompt`), without
+    asking the context engine again: the same snippets (they keep their place from one keystroke to the next) and
+    a window cut and snapped the same way around the longer prefix."""
+
+    snippets: tuple[Snippet, ...]
+    cut: tuple[int, int]  # string offsets of the window's ends as cut to the token budgets, before snapping
+    prefix_budget: int  # tokens the window's prefix could take
+    suffix_budget: int
+    # Moves window ends to syntactic boundaries in the request's text (from the context engine); None: no snapping
+    snap: Callable[[int, int], tuple[int, int]] | None = None
+
+
 def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
+    return plan_prompt(backend, req)[0]
+
+
+def plan_prompt(backend: ModelBackend, req: CompletionRequest) -> tuple[Prompt, Layout]:
+    """The prompt for a request, and how it was cut (see Layout)."""
     fmt = backend.info.format
     budget = backend.info.n_ctx - req.settings.max_tokens - _SLACK_TOKENS
     if budget <= 32:
@@ -119,17 +146,18 @@ def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
     sources = tuple(req.settings.context_sources)
     engine = req.context if req.context is not None and sources and not snippets else None
     suffix_budget = min(budget // 4, 512) if fmt.uses_suffix else 0
-    window_budget = budget - suffix_budget
+    window_budget = prefix_budget = budget - suffix_budget
     t0 = time.monotonic()
     # The window as it would be without context; context then fits around it (see WINDOW_LOAN_SHARE).
-    prefix = cut_prefix(backend, req.prefix, window_budget)
+    prefix = cut_prefix(backend, req.prefix, prefix_budget)
     suffix = cut_suffix(backend, req.suffix, suffix_budget)
     context_budget = free = 0
     if engine is not None:
         free = max(0, window_budget - len(backend.tokenize(prefix)))
         context_budget = min(int(budget * CONTEXT_SHARE), free + int(budget * WINDOW_LOAN_SHARE))
         if context_budget > free:
-            prefix = cut_prefix(backend, req.prefix, window_budget - context_budget)
+            prefix_budget = window_budget - context_budget
+            prefix = cut_prefix(backend, req.prefix, prefix_budget)
     window_ms = (time.monotonic() - t0) * 1000
     context = ContextResult()
     if engine is not None and context_budget >= _MIN_CONTEXT_TOKENS:
@@ -147,19 +175,60 @@ def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
         used = sum(count(f"{s.path}\n{s.text}") + 4 for s in snippets)
         if context_budget > free and context_budget - used > 64:  # what the sources left goes back to the window
             t1 = time.monotonic()
-            prefix = cut_prefix(backend, req.prefix, window_budget - used)
+            prefix_budget = window_budget - used
+            prefix = cut_prefix(backend, req.prefix, prefix_budget)
             window_ms += (time.monotonic() - t1) * 1000
+    cut = (req.offset - len(prefix), req.offset + len(suffix))
     if context.snap is not None:
-        start, end = context.snap(req.offset - len(prefix), req.offset + len(suffix))
+        start, end = context.snap(*cut)
         prefix, suffix = req.text[start : req.offset], req.text[req.offset : end]
     window = Window(prefix=prefix, suffix=suffix, path=path, language_id=req.language_id)
+    prompt = _assemble_within(backend, req, window, snippets)
+    label_parts(prompt, context, window_ms)
+    return prompt, Layout(tuple(snippets), cut, prefix_budget, suffix_budget, context.snap)
+
+
+def _assemble_within(backend: ModelBackend, req: CompletionRequest, window: Window, snippets: list[Snippet]) -> Prompt:
+    """`assemble`, dropping snippets (from `snippets`, in place) until the prompt fits the context window."""
+    fmt = backend.info.format
     prompt = assemble(backend, fmt, window, snippets, repo=req.repo)
     # Snippets are budgeted on estimates; if they still overflow, drop the least relevant rather than fail.
     while len(prompt.ids) > backend.info.n_ctx - req.settings.max_tokens and snippets:
         snippets.remove(min(snippets, key=lambda s: s.score))
         prompt = assemble(backend, fmt, window, snippets, repo=req.repo)
-    label_parts(prompt, context, window_ms)
     return prompt
+
+
+def accepted(req: CompletionRequest, suggestion: Suggestion) -> CompletionRequest:
+    """The request the editor will send once `suggestion` is accepted: its text inserted, the cursor after it."""
+    end = req.offset + suggestion.replace_suffix
+    text = req.text[: req.offset] + suggestion.text + req.text[end:]
+    return dataclasses.replace(req, text=text, offset=req.offset + len(suggestion.text))
+
+
+def accepted_prompt(backend: ModelBackend, req: CompletionRequest, suggestion: Suggestion, layout: Layout) -> Prompt:
+    """The prompt of the request after `suggestion` (made for `req`, cut as `layout` says) is accepted, as
+    `plan_prompt` will build it when the context sources propose the same snippets again: the window is cut to the
+    same budgets around the longer prefix and snapped with the same syntax tree (the text before the old cursor, and
+    after the replaced part, is unchanged; only offsets after the cursor shift)."""
+    after = accepted(req, suggestion)
+    shift = len(suggestion.text) - suggestion.replace_suffix
+    prefix = cut_prefix(backend, after.prefix, layout.prefix_budget)
+    suffix = cut_suffix(backend, after.suffix, layout.suffix_budget)
+    start, end = after.offset - len(prefix), after.offset + len(suffix)
+    if layout.snap is not None and start <= req.offset:
+        # The snap works in the old text: the window's start lies before the old cursor, its end after the replaced
+        # characters, which moved by `shift`.
+        old_start, old_end = layout.snap(start, max(req.offset + suggestion.replace_suffix, end - shift))
+        start, end = old_start, max(after.offset, old_end + shift)
+    path = req.path or PurePath(req.path).name
+    window = Window(
+        prefix=after.text[start : after.offset],
+        suffix=after.text[after.offset : end],
+        path=path,
+        language_id=req.language_id,
+    )
+    return _assemble_within(backend, after, window, list(layout.snippets))
 
 
 def completion_done(ctx: FilterContext) -> Callable[[str], bool]:
@@ -195,15 +264,21 @@ def complete(
     on_text: OnText | None = None,
     filters: Sequence[Filter] = DEFAULT_FILTERS,
     candidates: int = 1,
+    planned: tuple[Prompt, Layout | None] | None = None,
 ) -> Completion:
     """Suggestion(s) at the cursor. With `candidates` > 1 (a manual trigger) further distinct suggestions are
-    sampled; they reuse the prompt already in the KV cache, so each costs only its generation."""
+    sampled; they reuse the prompt already in the KV cache, so each costs only its generation. `planned`: the
+    prompt (and its layout) already built for this very request, in idle time or by an earlier request left
+    unfinished at the same cursor (finishing it evaluates exactly what that one began)."""
     t0 = time.monotonic()
-    prompt = build_prompt(backend, req)
+    prompt, layout = planned if planned is not None else plan_prompt(backend, req)
     t1 = time.monotonic()
     ctx = FilterContext(prefix=req.prefix, suffix=req.suffix, language_id=req.language_id, path=req.path)
     params = GenerationParams(
-        max_tokens=req.settings.max_tokens, temperature=req.settings.temperature, stop_check=completion_done(ctx)
+        max_tokens=req.settings.max_tokens,
+        temperature=req.settings.temperature,
+        stop_check=completion_done(ctx),
+        boundaries=prompt.boundaries,
     )
     result = backend.generate(prompt.ids, params, cancel, on_text)
     t2 = time.monotonic()
@@ -247,6 +322,7 @@ def complete(
         alternatives=alternatives,
         empty_reason="" if shaped else empty_reason(result, raw, why),
         cut_by_clock=cut_by_clock,
+        layout=layout,
         timings_ms={
             "prompt_build": (t1 - t0) * 1000,
             "prompt_eval": result.prompt_ms,
@@ -261,8 +337,28 @@ def complete(
 def warm(backend: ModelBackend, req: CompletionRequest, cancel: CancelToken) -> int:
     """Evaluate the prompt a request at `req` would send, without generating, so the next real request finds
     most of it in the KV cache. Returns the tokens evaluated (0 for engines that cannot warm)."""
-    warm_fn = getattr(backend, "warm", None)  # optional: remote engines keep their own caches
-    if warm_fn is None:
+    if not can_warm(backend):
         return 0
-    prompt = build_prompt(backend, req)
-    return int(warm_fn(prompt.ids, cancel))
+    return evaluate(backend, build_prompt(backend, req), cancel)
+
+
+def warm_accepted(
+    backend: ModelBackend, req: CompletionRequest, suggestion: Suggestion, layout: Layout, cancel: CancelToken
+) -> int:
+    """Speculative warm-up (llama.vim's speculative FIM): evaluate the prompt the request after accepting
+    `suggestion` will send, so the suggestion after an accept does not wait for it."""
+    if not can_warm(backend):
+        return 0
+    return evaluate(backend, accepted_prompt(backend, req, suggestion, layout), cancel)
+
+
+def can_warm(backend: ModelBackend) -> bool:
+    return callable(getattr(backend, "warm", None))  # optional: remote engines keep their own caches
+
+
+def evaluate(backend: ModelBackend, prompt: Prompt, cancel: CancelToken) -> int:
+    """Evaluate `prompt` into the KV cache, stopping between two batches once `cancel` is set; the tokens evaluated."""
+    warm_fn = getattr(backend, "warm", None)
+    if warm_fn is None or cancel.cancelled:
+        return 0
+    return int(warm_fn(prompt.ids, cancel, prompt.boundaries))

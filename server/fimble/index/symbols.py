@@ -359,11 +359,16 @@ def _truncate(text: str, max_lines: int, max_chars: int = MAX_SIG_CHARS, tail: b
 # -- imports -------------------------------------------------------------------------------------------------------
 
 
-def extract_imports(tree: tree_sitter.Tree, src: bytes, grammar: str) -> list[Import]:
+ImportMemo = dict[tuple[int, bytes], list[Import]]  # (line, statement text) -> its imports
+MAX_IMPORT_MEMO = 4096
+
+
+def extract_imports(tree: tree_sitter.Tree, src: bytes, grammar: str, memo: ImportMemo | None = None) -> list[Import]:
     """Imports among the top-level statements (and one level into preprocessor/ifdef and `if` blocks).
 
     Only the top level is scanned: it is where nearly all imports live, and it keeps this O(top-level statements)
-    so it can run on every keystroke in a large file.
+    so it can run on every keystroke in a large file. `memo` keeps each statement's imports from one keystroke to
+    the next (a statement that did not change, on a line that did not move, has the same ones).
     """
     spec = spec_for(grammar)
     if spec is None:
@@ -377,8 +382,18 @@ def extract_imports(tree: tree_sitter.Tree, src: bytes, grammar: str) -> list[Im
         if node.type in ("preproc_ifdef", "preproc_if", "preproc_else", "if_statement", "block"):
             nodes[i:i] = list(node.named_children)
             continue
-        if node.type in spec.imports:
+        if node.type not in spec.imports:
+            continue
+        if memo is None:
             out.extend(_imports_of(spec, node, src))
+            continue
+        key = (node.start_point[0], src[node.start_byte : node.end_byte])
+        found = memo.get(key)
+        if found is None:
+            if len(memo) >= MAX_IMPORT_MEMO:
+                memo.clear()
+            found = memo[key] = _imports_of(spec, node, src)
+        out.extend(found)
     return out
 
 

@@ -30,7 +30,7 @@ from fimble import __version__
 from fimble.agent.checkers import close_all_sandboxes
 from fimble.completion.cache import CompletionCache
 from fimble.completion.filters import Suggestion
-from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete, warm
+from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents import Document, DocumentStore
 from fimble.errors import FimbleError, SettingsError
@@ -48,6 +48,8 @@ from fimble.lsp.convert import (
     to_plain,
 )
 from fimble.lsp.protocol import FimbleProtocol, fail_fast_converter
+from fimble.lsp.warmup import WarmUps
+from fimble.model.backend import ModelBackend
 from fimble.model.runtime import Cancelled, ModelRuntime, State
 from fimble.settings import Settings
 from fimble.trust.paths import NO_FOLDERS, WorkspaceFolders
@@ -56,7 +58,6 @@ log = logging.getLogger(__name__)
 
 STATUS = "fimble/status"
 TOO_LARGE = "documentTooLarge"  # the `reason` of a fimble/status for a request on a document over the size limit
-WARM_KEY = "__warm__"
 INVOKED_CANDIDATES = 3
 DEBUG_PROMPT = "fimble/debugPrompt"
 STATS = "fimble/stats"
@@ -100,6 +101,8 @@ class FimbleServer(LanguageServer):
         self.context_engine: ContextEngine | None = None  # created by lsp/context_features once the root is known
         self.agent: AgentFeatures | None = None  # set by lsp/agent_features.register
         self._active_uri: str | None = None
+        # Idle-time work: warming where the user is, finishing cut requests, preparing accepts (lsp/warmup.py).
+        self.warmups = WarmUps(self.runtime, self.cache.put)
         self.runtime.on_status(self._on_model_status)
 
     # -- settings ----------------------------------------------------------------------------------------
@@ -212,6 +215,7 @@ class FimbleServer(LanguageServer):
             "maxLoopStallMs": round(monitor.max_stall_ms, 1) if monitor else None,
             "loopSamples": monitor.samples if monitor else 0,
             "threads": threading.active_count(),
+            "warmUps": self.warmups.as_json(),
         }
         if reset and monitor is not None:
             monitor.max_stall_ms = 0.0
@@ -240,6 +244,8 @@ class FimbleServer(LanguageServer):
         self.loop = asyncio.get_running_loop()
         future = self.runtime.load(self.settings)
         self._load_queued.set()
+        if self._active_uri is not None:  # a new model starts with an empty KV cache: warm where the user is
+            self.schedule_warm(self._active_uri)
         token: str | None = None
         window = self.client_capabilities.window
         if window and window.work_done_progress:
@@ -290,6 +296,7 @@ class FimbleServer(LanguageServer):
         per-document cache belongs on this list."""
         self.cache.forget(uri)  # typed-through suggestions
         self.runtime.cancel(uri)  # its completion in flight and the cancel token kept for the next one
+        self.warmups.forget(uri)  # the user's position, its latest answer, a warm-up for it
         if self._active_uri == uri:
             self._active_uri = None
         if self.context_engine is not None:
@@ -355,9 +362,8 @@ class FimbleServer(LanguageServer):
         """Suggestions at a position: from the typed-through cache when the user typed what was shown, else from
         the model. None when a newer request for the document superseded this one, or when the document is over
         the size limit (said in fimble/status, at once: it is never given to the model or the syntax layer)."""
-        if self._too_large(self.document(uri)):
-            return None
-        await self._await_load_queued()
+        # The position is checked against the text it was sent for: an edit handled while this request waits for
+        # the model to load makes the request stale (answered empty), not invalid.
         doc = self.document(uri)
         if self._too_large(doc):
             return None
@@ -365,21 +371,39 @@ class FimbleServer(LanguageServer):
             offset = offset_of(doc, position)
         except FimbleError as exc:
             raise rpc_error(exc) from None
+        if not self._load_queued.is_set():
+            sent_for = doc.text
+            await self._await_load_queued()
+            doc = self.document(uri)
+            if doc.text is not sent_for:  # edits replace the text
+                return None
         started = time.monotonic()
         prefix, suffix = doc.text[:offset], doc.text[offset:]
-        self.runtime.cancel(WARM_KEY)  # a real request beats warming
+        self._active_uri = uri
         cached = None if invoked else self.cache.lookup(uri, prefix, suffix)
         if cached is not None:
             self.notify_status("ready", "ready", latencyMs=round((time.monotonic() - started) * 1000, 1), cached=True)
+            self.warmups.moved(uri, offset)
+            # A warm-up under way goes on (the cache needs no model); the accept of what is shown is prepared.
+            self._after_reply(lambda: self.warmups.typed_through(uri, prefix, suffix, cached[0]))
             return doc, offset, cached
         request = self.completion_request(doc, offset)
+        serial = self.warmups.request_started(uri, offset)  # a real request beats warming
         cancel = self.runtime.token_for(uri, self.settings.time_budget_ms)
         candidates = INVOKED_CANDIDATES if invoked else 1
         self.notify_status("generating", "generating")
+
+        def job(backend: ModelBackend) -> Completion:
+            waited_ms = (time.monotonic() - submitted) * 1000  # behind a warm-up's batch or an earlier request
+            planned = self.warmups.prompt_for(request)  # built in idle time, or by an unfinished request here
+            result = complete(backend, request, cancel, candidates=candidates, planned=planned)
+            self.warmups.note_answer(request, result, serial)
+            result.timings_ms["queue"] = waited_ms
+            return result
+
+        submitted = time.monotonic()
         try:
-            result = await self.runtime.run(
-                lambda backend: complete(backend, request, cancel, candidates=candidates), cancel, self._log_abandoned
-            )
+            result = await self.runtime.run(job, cancel, lambda f: self._abandoned(f, request, serial))
         except Cancelled:
             return None
         except FimbleError as exc:
@@ -398,10 +422,12 @@ class FimbleServer(LanguageServer):
             reusedTokens=g.reused_tokens,
             generatedTokens=g.generated_tokens,
             serverMs=round(result.timings_ms["total"] - g.prompt_ms - g.generate_ms, 1),
+            queueMs=round(result.timings_ms.get("queue", 0.0), 1),
             cached=False,
             **({"emptyReason": result.empty_reason} if result.empty_reason else {}),
         )
         log.info("completion %s", result.stats())
+        self._after_reply(lambda: self._answered(request, result, serial))
         if self.store.find(uri) is not doc or doc.text is not request.text:
             return None  # edited while the model ran: the offsets belong to text the editor no longer has
         return doc, offset, result.suggestions
@@ -414,32 +440,79 @@ class FimbleServer(LanguageServer):
         return True
 
     def schedule_warm(self, uri: str) -> None:
-        """Warm the KV cache for a document the user opened or switched to, in the background on the worker; any
-        real request cancels it, and keeps the part already evaluated."""
+        """Warm the KV cache for a document the user opened or switched to, in the background on the worker, at
+        the user's last known position there; any real request cancels it, and keeps the part already evaluated.
+
+        Where nothing is known yet (a document just opened), the top of the file: where an editor shows a newly
+        opened file, and a short prompt there (mostly the context part, which a position elsewhere may share), so a
+        wrong guess costs little. The end of the file, warmed before, is where the user rarely is, and its prompt is
+        the longest there is."""
         doc = self.store.find(uri)
-        if doc is None or self.store.oversized(doc) or not self._load_queued.is_set():
+        if doc is None or self.store.oversized(doc):
             return
         self._active_uri = uri
-        request = self.completion_request(doc, len(doc.text))
-        cancel = self.runtime.token_for(WARM_KEY)
-        future = self.runtime.submit(lambda backend: warm(backend, request, cancel), cancel)
-        future.add_done_callback(lambda f: None if f.cancelled() else f.exception())  # never an unhandled error
+        if not self._load_queued.is_set():
+            return  # warmed once the load is queued (load_model)
+        offset = self.warmups.cursor(uri, len(doc.text))
+        self.warmups.open(self.completion_request(doc, 0 if offset is None else offset))
 
-    def note_activity(self, uri: str) -> None:
-        if uri != self._active_uri:
-            self.schedule_warm(uri)
+    def note_activity(self, uri: str, cursor: int | None = None) -> None:
+        """A document changed; `cursor`: where its last change ended (None for a change of the whole text). The
+        prompt there is prepared in the pause before the editor's request, unless the typed-through cache will
+        answer it (the user typed what the suggestion shows: preparing its accept goes on)."""
+        doc = self.store.find(uri)
+        if cursor is not None:
+            self.warmups.moved(uri, cursor)
+        if cursor is None or doc is None or not self._load_queued.is_set():
+            if uri != self._active_uri:
+                self.schedule_warm(uri)
+            return
+        self._active_uri = uri
+        if self.cache.lookup(uri, doc.text[:cursor], doc.text[cursor:]) is None:
+            self.warmups.open(self.completion_request(doc, cursor), kind="edit")
 
-    def _log_abandoned(self, future: Future[Completion]) -> None:
-        """Runs on the worker thread once a cancelled request's generation has stopped."""
+    def edit_end(self, doc: Document, change: types.TextDocumentContentChangePartial) -> int | None:
+        """Where the client's cursor is after its last change in a didChange: at the change's end (typing,
+        pasting, accepting a suggestion)."""
+        try:
+            start = offset_of(doc, change.range.start)  # the text before the change's start is the same after it
+        except FimbleError:
+            return None
+        return start + len(change.text)
+
+    def _abandoned(self, future: Future[Completion], request: CompletionRequest, serial: int) -> None:
+        """Runs on the worker thread once a request the client cancelled has stopped: said in the log, and finished
+        in idle time if no newer request has come (the client may ask there again)."""
         if future.cancelled() or future.exception() is not None:
             return
-        g = future.result().generation
+        result = future.result()
+        g = result.generation
         message = f"request cancelled: generation stopped after {g.generated_tokens} tokens ({g.stop_reason})"
         log.info("%s", message)
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(
                 self.window_log_message, types.LogMessageParams(type=types.MessageType.Log, message=message)
             )
+            self.loop.call_soon_threadsafe(self._answered, request, result, serial)
+
+    def _after_reply(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the event loop once the answer being prepared has been sent: work it starts on the model
+        worker (a warm-up's Python parts) would otherwise contend for the GIL with sending it. The handler's reply
+        goes out from a callback scheduled when its task ends; one more turn of the loop comes after it."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            fn()
+            return
+        loop.call_soon(loop.call_soon, fn)
+
+    def _answered(self, request: CompletionRequest, result: Completion, serial: int) -> None:
+        doc = self.store.find(request.uri)
+        if doc is None or self.store.oversized(doc):
+            self.warmups.forget(request.uri)  # closed or set aside while the model ran: what its job noted goes too
+            return
+        if doc.text is not request.text:
+            return  # edited since: the edit's own warm-up prepares the text as it is now, and must not be displaced
+        self.warmups.answered(request, result, serial)
 
     async def debug_prompt(self, uri: str, position: types.Position) -> dict[str, Any]:
         await self._await_load_queued()
@@ -538,8 +611,10 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
             before = ls.store.get(uri)
             was_oversized = ls.store.oversized(before)
             doc = ls.store.change(uri, params.text_document.version, changes)
+            last = params.content_changes[-1] if params.content_changes else None
+            cursor = ls.edit_end(doc, last) if isinstance(last, types.TextDocumentContentChangePartial) else None
             if not ls.store.oversized(doc):
-                ls.note_activity(uri)  # back under the limit too: the store announced it to its listeners
+                ls.note_activity(uri, cursor)  # back under the limit too: the store announced it to its listeners
             elif not was_oversized:
                 ls.set_aside(doc)
         except FimbleError as exc:

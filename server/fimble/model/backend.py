@@ -70,6 +70,10 @@ class GenerationParams:
     top_k: int = 40
     top_p: float = 0.95
     seed: int = 0
+    # Token offsets where the prompt's parts begin (`Prompt.boundaries`): where the next prompts are likely to part
+    # from this one. An engine whose KV cache cannot go back to any prefix (sliding-window layers) keeps a state
+    # there; the others ignore it.
+    boundaries: tuple[int, ...] = ()
 
 
 @dataclass

@@ -32,7 +32,15 @@ from fimble.model.backend import (
 )
 from fimble.model.gguf_meta import GGUFHeader, check_complete, read_header
 from fimble.model.line_tokens import LineTokenMemo
-from fimble.model.prompt_states import MIN_SAVED_TOKENS, Checkpoint, PromptStates, Snapshot, common_prefix, reach
+from fimble.model.prompt_states import (
+    MIN_SAVED_TOKENS,
+    Checkpoint,
+    PromptStates,
+    Snapshot,
+    common_prefix,
+    reach,
+    thin,
+)
 from fimble.prompt.formats import Piece, select_format
 from fimble.settings import Settings
 
@@ -40,6 +48,13 @@ MAX_AUTO_CTX = 32768
 # With sliding-window layers, a long feed leaves a checkpoint this many tokens before its end: the next prompts
 # part from it there (the word being typed is tokenized anew), and going back to it re-evaluates only these.
 CHECKPOINT_BEFORE_END = 16
+# At most this many checkpoints at a time (one is the sliding-window layers' last window: 7.9 MB for Gemma 3 270M);
+# past it, those worth least go (`thin`). A snapshot keeps fewer: it comes back mostly whole (an undo, a file
+# switch), and a 1,500-token prompt's own state is only 12.5 MB.
+MAX_CHECKPOINTS = 8
+SNAPSHOT_CHECKPOINTS = 4
+# A checkpoint this close after another is not taken: going back to the earlier one costs only these tokens.
+MIN_CHECKPOINT_GAP = 32
 
 
 def default_threads() -> int:
@@ -184,7 +199,9 @@ class LlamaCppBackend:
             )
         t0 = time.monotonic()
         reused = self._reuse_prefix(prompt)
-        if not self._feed(prompt[reused:], llm.n_batch, lambda: cancel.cancelled or cancel.expired()):
+        if not self._feed(
+            prompt[reused:], llm.n_batch, lambda: cancel.cancelled or cancel.expired(), params.boundaries
+        ):
             # The cache now holds a valid prefix of this prompt; the next request reuses it.
             return GenerationResult(
                 "", "cancelled" if cancel.cancelled else "deadline", len(prompt), reused, 0,
@@ -304,10 +321,21 @@ class LlamaCppBackend:
             self._llama_cpp.llama_state_seq_set_data_ext(self._llm._ctx.ctx, buffer, len(data), 0, flags)
         ) == len(data)
 
-    def _take_checkpoint(self) -> None:
+    def _take_checkpoint(self, placed: bool = True, exact: bool = False) -> None:
+        """A checkpoint where the cache ends now (`placed`: where a prompt is likely to part, not just on the
+        window's grid); `exact`: even right after another (where a feed stopped)."""
+        position = self._llm.n_tokens
+        kept = self._checkpoints
+        last = kept[-1] if kept else Checkpoint(0, b"")
+        if position == last.position:
+            return
+        if position - last.position < MIN_CHECKPOINT_GAP and not exact:
+            if not placed or last.placed:
+                return
+            kept = kept[:-1]  # a grid checkpoint just before a placed one adds nothing
         data = self._read_state(self._llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY)
         if data is not None:
-            self._checkpoints.append(Checkpoint(self._llm.n_tokens, data))
+            self._checkpoints = thin([*kept, Checkpoint(position, data, placed)], MAX_CHECKPOINTS)
 
     def _restore_checkpoint(self, checkpoint: Checkpoint) -> bool:
         """Bring back the sliding-window layers' state at the checkpoint; the caller trims the rest to it."""
@@ -321,7 +349,8 @@ class LlamaCppBackend:
         if data is not None:
             # Sliding-window layers save only their last window: the restored cache continues only at its end.
             min_keep = len(tokens) if self._n_swa else 0
-            self._states.add(Snapshot(tuple(tokens), data, min_keep, tuple(self._checkpoints)))
+            checkpoints = tuple(thin(self._checkpoints, SNAPSHOT_CHECKPOINTS))
+            self._states.add(Snapshot(tuple(tokens), data, min_keep, checkpoints))
 
     def _restore_state(self, snapshot: Snapshot) -> bool:
         """Replace the cache with `snapshot`; on failure it is left empty (the caller starts over)."""
@@ -352,38 +381,49 @@ class LlamaCppBackend:
             llm.eval([token])
         return total
 
-    def warm(self, prompt: Sequence[int], cancel: CancelToken) -> int:
+    def warm(self, prompt: Sequence[int], cancel: CancelToken, boundaries: Sequence[int] = ()) -> int:
         """Evaluate a prompt without generating, so the next request finds it in the KV cache; returns the number
-        of tokens evaluated. Stops between batches when cancelled (a real request arrived)."""
+        of tokens evaluated. Stops between batches when cancelled (a real request arrived); what it evaluated is
+        kept exactly (see `_feed`). `boundaries`: where the prompt's parts begin (`Prompt.boundaries`)."""
         prompt = list(prompt)[: self.info.n_ctx - 1]
         if not prompt:
             return 0
         before = self._reuse_prefix(prompt)
         # Small batches: a keystroke's request waits for at most one of them before it takes over the worker.
-        self._feed(prompt[before:], min(self._llm.n_batch, 128), lambda: cancel.cancelled)
+        self._feed(prompt[before:], min(self._llm.n_batch, 128), lambda: cancel.cancelled, boundaries)
         return self._llm.n_tokens - before
 
-    def _feed(self, tokens: Sequence[int], batch: int, stop: Callable[[], bool]) -> bool:
+    def _feed(
+        self, tokens: Sequence[int], batch: int, stop: Callable[[], bool], boundaries: Sequence[int] = ()
+    ) -> bool:
         """Evaluate `tokens` after what the KV cache holds, `batch` at a time, checking `stop` before each batch;
         False when it stopped early (the cache then holds a valid prefix).
 
-        With sliding-window layers a long feed leaves checkpoints: one each time it passes a multiple of the
-        window, and one a few tokens before its end, where the next prompts part from this one (the last word
-        typed is tokenized anew)."""
+        Sliding-window layers keep only their last window, so the cache can be taken back only to where a
+        checkpoint of them was left. A feed leaves one where the next prompts are likely to part from this one:
+        at the prompt's `boundaries` (where a context passage, the file header or the window begins: a changed
+        passage re-evaluates from its own start), a few tokens before the end (the last word typed is tokenized
+        anew), at each multiple of the window (for prompts without boundaries), and where it stops early, so a
+        feed cut by the clock or by a newer request keeps everything it evaluated."""
         batch = max(1, batch)
         start = self._llm.n_tokens
-        marks: set[int] = set()
-        if self._n_swa and len(tokens) > CHECKPOINT_BEFORE_END:
-            end = start + len(tokens)
-            marks = set(range(start - start % self._n_swa + self._n_swa, end, self._n_swa))
-            marks.add(end - CHECKPOINT_BEFORE_END)
-        cuts = sorted({*range(start, start + len(tokens), batch), *marks, start + len(tokens)})
+        end = start + len(tokens)
+        placed: set[int] = set()
+        grid: set[int] = set()
+        if self._n_swa and tokens:
+            placed = {b for b in boundaries if start < b < end}
+            if len(tokens) > CHECKPOINT_BEFORE_END:
+                grid = set(range(start - start % self._n_swa + self._n_swa, end, self._n_swa))
+                placed.add(end - CHECKPOINT_BEFORE_END)
+        cuts = sorted({*range(start, end, batch), *placed, *grid, end})
         for a, b in itertools.pairwise(cuts):
             if stop():
+                if self._n_swa and a > start:
+                    self._take_checkpoint(exact=True)
                 return False
             self._llm.eval(list(tokens[a - start : b - start]))
-            if b in marks:
-                self._take_checkpoint()
+            if b in placed or b in grid:
+                self._take_checkpoint(placed=b in placed)
         return True
 
     def close(self) -> None:

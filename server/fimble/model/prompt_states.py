@@ -36,6 +36,9 @@ class Checkpoint:
 
     position: int
     data: bytes
+    # Placed where a prompt is likely to part (a part boundary, where a feed stopped, just before the end), not
+    # just on the window's grid: thinned last.
+    placed: bool = True
 
 
 def reach(checkpoints: Sequence[Checkpoint], keep: int) -> Checkpoint | None:
@@ -45,6 +48,21 @@ def reach(checkpoints: Sequence[Checkpoint], keep: int) -> Checkpoint | None:
         if checkpoint.position <= keep and (best is None or checkpoint.position > best.position):
             best = checkpoint
     return best
+
+
+def thin(checkpoints: Sequence[Checkpoint], most: int) -> list[Checkpoint]:
+    """At most `most` of `checkpoints` (in position order). While there are more, one on the window's grid goes
+    before any placed one, and among those the one worth least: a checkpoint saves the tokens back to its
+    predecessor for a prompt that parts between it and its successor, so its worth is the product of the two gaps.
+    The last one always stays: it is the newest, where the next prompt most likely parts."""
+    kept = sorted(checkpoints, key=lambda c: c.position)
+    while len(kept) > max(1, most):
+        worth = [
+            (c.placed, (c.position - (kept[i - 1].position if i else 0)) * (kept[i + 1].position - c.position), i)
+            for i, c in enumerate(kept[:-1])
+        ]
+        del kept[min(worth)[2]]
+    return kept
 
 
 @dataclass(frozen=True)
@@ -98,13 +116,14 @@ class PromptStates:
 
     def add(self, snapshot: Snapshot) -> None:
         """Keep `snapshot`, dropping those it makes redundant (it serves every prompt they would, to within
-        MIN_SAVED_TOKENS) and then the least recently used until the rest fit the budget."""
+        MIN_SAVED_TOKENS) and then the least recently used until the rest fit the budget. With sliding-window
+        layers a longer snapshot serves an older one's prompts only through a checkpoint near the older one's end."""
         if snapshot.size_bytes > self.budget_bytes:
             return
         self._entries = [
             old
             for old in self._entries
-            if common_prefix(old.tokens, snapshot.tokens) + MIN_SAVED_TOKENS <= len(old.tokens)
+            if snapshot.usable(common_prefix(old.tokens, snapshot.tokens)) + MIN_SAVED_TOKENS <= len(old.tokens)
         ]
         self._entries.append(snapshot)
         while self.size_bytes > self.budget_bytes:

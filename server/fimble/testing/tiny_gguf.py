@@ -9,6 +9,7 @@ control tokens or broken UTF-8.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -107,6 +108,10 @@ class TinyModelSpec:
     # filters are built to drop (loops, syntax errors), so end-to-end tests of the machinery use a script that
     # is valid after `x = ` or at the start of a statement. Characters may not repeat across the strings.
     script: tuple[str, ...] | None = None
+    # Sliding-window attention over this many positions (0: none). The model is then Gemma 3-shaped (architecture
+    # "gemma3": six layers, the last one global as in the real family, with its extra norms), so the KV cache code
+    # meets what it meets with the embedded model: sliding-window layers that keep only their recent cells.
+    sliding_window: int = 0
 
 
 SCRIPTED = ("val=fn(x)", "ok")
@@ -201,6 +206,8 @@ _N_HEAD = 4
 _N_HEAD_KV = 2
 _N_FF = 128
 _HEAD_DIM = _N_EMBD // _N_HEAD
+# Gemma 3 makes every sixth layer global and the others sliding-window.
+_N_LAYER_SWA_MODEL = 6
 
 # Embedding dimension 0 is a constant "bias channel": every token embeds a
 # large value there and no block writes to it, so after the final RMS norm it
@@ -307,7 +314,7 @@ def _fim_metadata(special_ids: dict[str, int]) -> dict[str, int]:
 Tensor = npt.NDArray[np.float32]
 
 
-def _build_tensors(vocab: _Vocab, seed: int) -> dict[str, Tensor]:
+def _build_tensors(vocab: _Vocab, seed: int, n_layer: int = _N_LAYER) -> dict[str, Tensor]:
     rng = np.random.default_rng(seed)
     n_vocab = len(vocab.tokens)
 
@@ -321,7 +328,7 @@ def _build_tensors(vocab: _Vocab, seed: int) -> dict[str, Tensor]:
 
     tensors: dict[str, Tensor] = {"token_embd.weight": embd}
     proj_scale = 1.0 / np.sqrt(_N_EMBD)
-    for i in range(_N_LAYER):
+    for i in range(n_layer):
         attn_out = normal((_N_EMBD, _N_EMBD), proj_scale)
         ffn_down = normal((_N_EMBD, _N_FF), 1.0 / np.sqrt(_N_FF))
         # Blocks must not write into the bias channel or its sign could flip.
@@ -396,13 +403,37 @@ def _build_scripted_tensors(vocab: _Vocab, seed: int, script: tuple[str, ...]) -
     return tensors
 
 
+def _gemma3_tensors(tensors: dict[str, Tensor], n_layer: int) -> dict[str, Tensor]:
+    """Gemma 3's per-layer norms besides llama's: on the query and key heads, and after attention and the
+    feed-forward block (before each joins the residual). Unit weights: GGUF stores Gemma's norms with the +1
+    already folded in. They leave the bias channel alone: attention and feed-forward outputs are zero there."""
+    out = dict(tensors)
+    for i in range(n_layer):
+        blk = f"blk.{i}"
+        out[f"{blk}.attn_q_norm.weight"] = np.ones(_HEAD_DIM, dtype=np.float32)
+        out[f"{blk}.attn_k_norm.weight"] = np.ones(_HEAD_DIM, dtype=np.float32)
+        out[f"{blk}.post_attention_norm.weight"] = np.ones(_N_EMBD, dtype=np.float32)
+        out[f"{blk}.post_ffw_norm.weight"] = np.ones(_N_EMBD, dtype=np.float32)
+    return out
+
+
 def write_tiny_gguf(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
-    """Write a deterministic tiny llama-architecture GGUF model to ``path``."""
+    """Write a deterministic tiny GGUF model to ``path``: llama-shaped, or Gemma 3-shaped with ``sliding_window``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     vocab = _build_vocab(spec)
+    n_layer = _N_LAYER
+    if spec.sliding_window:
+        if spec.script or spec.architecture not in ("llama", "gemma3"):
+            raise ValueError(
+                "a sliding-window model is a random-weight gemma3 model (no script, no other architecture)"
+            )
+        spec = dataclasses.replace(spec, architecture="gemma3")
+        n_layer = _N_LAYER_SWA_MODEL
     if spec.script:
         tensors = _build_scripted_tensors(vocab, spec.seed, spec.script)
+    elif spec.sliding_window:
+        tensors = _gemma3_tensors(_build_tensors(vocab, spec.seed, n_layer), n_layer)
     else:
         tensors = _build_tensors(vocab, spec.seed)
 
@@ -415,13 +446,15 @@ def write_tiny_gguf(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
         writer.add_file_type(int(gguf.LlamaFileType.ALL_F32))
         writer.add_context_length(spec.context_length)
         writer.add_embedding_length(_N_EMBD)
-        writer.add_block_count(_N_LAYER)
+        writer.add_block_count(n_layer)
         writer.add_feed_forward_length(_N_FF)
         writer.add_head_count(_N_HEAD)
         writer.add_head_count_kv(_N_HEAD_KV)
         writer.add_rope_dimension_count(_HEAD_DIM)
         writer.add_rope_freq_base(10000.0)
         writer.add_layer_norm_rms_eps(1e-5)
+        if spec.sliding_window:
+            writer.add_sliding_window(spec.sliding_window)
         writer.add_vocab_size(len(vocab.tokens))
 
         writer.add_tokenizer_model("gpt2")

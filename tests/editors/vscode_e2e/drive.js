@@ -21,6 +21,12 @@
 //   FIMBLE_E2E_MACHINE_SETTINGS  the remote (machine) settings.json, where machine-scoped settings are saved: a
 //                           code-server window is a remote window, so its Settings editor offers them in the
 //                           "Remote" tab only
+//   FIMBLE_E2E_MODE         "install": first the install from the editor (see installFlow), then the ghost text,
+//                           and nothing else; it also needs
+//   FIMBLE_E2E_PYTHON       a Python 3.11+ that the driver links as
+//   FIMBLE_E2E_PYTHON_LINK  python3 in the (until then Python-less) PATH folder of code-server, and
+//   FIMBLE_E2E_PIP_CONF     the user's pip.conf (pointing at an unreachable index at first), rewritten with
+//   FIMBLE_E2E_GOOD_PIP_CONF  the content that points pip at a local wheel folder
 "use strict";
 
 const fs = require("fs");
@@ -334,6 +340,119 @@ async function badInput(page, editor) {
   step("recovered", result.badInput.recovered);
 }
 
+/** The notification toasts on screen: their message and button labels. */
+async function toasts(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll(".notifications-toasts .notification-toast")].map((toast) => ({
+      text: ((toast.querySelector(".notification-list-item-message") || {}).textContent || "").trim(),
+      buttons: [...toast.querySelectorAll(".notification-list-item-buttons-container .monaco-button")].map((b) =>
+        (b.textContent || "").trim(),
+      ),
+    })),
+  );
+}
+
+/** Waits for a toast whose message matches `re`; `onPoll` sees every toast list on the way. */
+async function waitForToast(page, re, timeout, onPoll) {
+  const end = Date.now() + timeout;
+  let seen = [];
+  while (Date.now() < end) {
+    seen = await toasts(page);
+    if (onPoll) {
+      onPoll(seen);
+    }
+    const hit = seen.find((t) => re.test(t.text));
+    if (hit) {
+      return hit;
+    }
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`no notification matched ${re}; on screen: ${JSON.stringify(seen)}`);
+}
+
+async function clickToastButton(page, re, label) {
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: re }).first();
+  await toast.hover();
+  await toast.locator(".notification-list-item-buttons-container .monaco-button", { hasText: label }).first().click();
+}
+
+/**
+ * The install from the editor, as a new user meets it: the offer, accepted; no Python (one error with Retry);
+ * a Python but pip failing (the user's pip.conf names an index that is down: one error with Retry); the install
+ * started and cancelled; then the user's pip.conf pointing at a wheel folder, and the install runs to the end,
+ * its steps shown in the progress notification and the status bar.
+ */
+async function installFlow(page) {
+  const install = (result.install = { progress: [], statusWhileInstalling: [] });
+  const collect = (list) => {
+    for (const t of list) {
+      if (/installing the server|updating the server/i.test(t.text) && !install.progress.includes(t.text)) {
+        install.progress.push(t.text);
+      }
+    }
+  };
+  const offer = await waitForToast(page, /server is not installed\. Install it now\?/, T);
+  install.offer = offer;
+  step("install offered", offer);
+  install.statusBeforeInstall = await statusText(page);
+  if (SHOTS) {
+    await page.screenshot({ path: path.join(SHOTS, "vscode-install-offer.png") });
+  }
+  await clickToastButton(page, /Install it now/, "Install");
+
+  const noPython = await waitForToast(page, /needs Python 3\.11 or newer/, T);
+  install.noPython = noPython;
+  step("no Python reported", noPython);
+  fs.symlinkSync(env.FIMBLE_E2E_PYTHON, env.FIMBLE_E2E_PYTHON_LINK);
+  await clickToastButton(page, /needs Python 3\.11 or newer/, "Retry");
+
+  const pipFailed = await waitForToast(page, /pip could not reach|pip found no/, T, collect);
+  install.pipFailed = pipFailed;
+  install.toastsAfterPipFailure = await toasts(page);
+  step("pip failure reported", pipFailed);
+  if (SHOTS) {
+    await page.screenshot({ path: path.join(SHOTS, "vscode-install-pip-failed.png") });
+  }
+  fs.writeFileSync(env.FIMBLE_E2E_PIP_CONF, env.FIMBLE_E2E_GOOD_PIP_CONF);
+  await clickToastButton(page, /pip could not reach|pip found no/, "Retry");
+
+  // Cancel the running install.
+  await waitForToast(page, /installing the server/i, T, collect);
+  await clickToastButton(page, /installing the server/i, "Cancel");
+  const cancelled = await waitForToast(page, /install was cancelled; nothing of it was kept/, T, collect);
+  install.cancelled = cancelled;
+  step("install cancelled", cancelled);
+  await clickToastButton(page, /install was cancelled/, "Install");
+
+  // To the end: the progress notification names each step; the status bar shows the share done.
+  const end = Date.now() + Number(env.FIMBLE_E2E_INSTALL_TIMEOUT_MS || 600000);
+  let shot = false;
+  for (;;) {
+    collect(await toasts(page));
+    const status = await statusText(page);
+    if (/installing/.test(status.text) && !install.statusWhileInstalling.includes(status.text)) {
+      install.statusWhileInstalling.push(status.text);
+      if (SHOTS && !shot && /\d+%/.test(status.text)) {
+        shot = true;
+        await page.screenshot({ path: path.join(SHOTS, "vscode-installing.png") });
+      }
+    }
+    const failed = (await toasts(page)).find((t) => /^fimble: (?!the server is)/.test(t.text) && t.buttons.includes("Retry"));
+    if (failed) {
+      throw new Error(`the install failed: ${failed.text}`);
+    }
+    if (/server is installed/.test(JSON.stringify(await toasts(page))) || /^fimble: (loading|ready)/.test(status.label)) {
+      break;
+    }
+    if (Date.now() > end) {
+      throw new Error(`the install did not finish; status ${JSON.stringify(status)}`);
+    }
+    await page.waitForTimeout(200);
+  }
+  install.done = await waitForToast(page, /server is installed/, T).catch(() => undefined);
+  step("installed", { progress: install.progress, done: install.done });
+}
+
 async function main() {
   if (!URL_) {
     throw new Error("FIMBLE_E2E_URL is not set");
@@ -368,6 +487,10 @@ async function main() {
     // fimble's status bar item appears once the extension is active.
     await page.locator(STATUS_ITEM).first().waitFor({ state: "visible", timeout: T });
     step("fimble status bar item", await statusText(page));
+    const installMode = env.FIMBLE_E2E_MODE === "install";
+    if (installMode) {
+      await installFlow(page);
+    }
 
     // Open the file with Quick Open.
     await page.keyboard.press("Control+P");
@@ -416,6 +539,11 @@ async function main() {
     await page.keyboard.press("Control+S");
     await page.locator(".tab.active.dirty").waitFor({ state: "detached", timeout: T }).catch(() => undefined);
     step("saved");
+    if (installMode) {
+      result.statusAtEnd = await statusText(page);
+      result.ok = true;
+      return;
+    }
 
     // Explain the whole file.
     await page.keyboard.press("Escape");
@@ -459,7 +587,7 @@ async function main() {
   process.exit(result.ok ? 0 : 1);
 }
 
-main().catch((error) => {
+main().then(() => process.exit(result.ok ? 0 : 1), (error) => {
   result.error = String((error && error.stack) || error);
   save();
   process.stderr.write(result.error + "\n");

@@ -15,7 +15,14 @@ M.defaults = {
   -- Whether fimble starts at all (`:FimbleEnable` / `:FimbleDisable` toggle it at run time).
   enabled = true,
   -- The server command. The first element must be an executable (a name on $PATH or a path).
-  cmd = { 'fimble', 'serve' },
+  -- nil: the server :FimbleInstall installed, else `fimble serve` from $PATH.
+  cmd = nil,
+  -- Extra arguments after `fimble serve` when `cmd` is nil (e.g. { '--log-file', '/tmp/fimble.log' }).
+  server_args = {},
+  -- :FimbleInstall / :FimbleUpdate. python: the Python (3.11+) that creates the server's venv (nil: python3, then
+  -- python, on $PATH; `py -3` on Windows); root: where the venvs and the install log go (nil:
+  -- stdpath('data')/fimble); source: what pip installs (nil: this plugin's own fimble checkout).
+  install = { python = nil, root = nil, source = nil },
   -- Extra environment for the server process (e.g. { FIMBLE_MODEL = '/path/model.gguf' }).
   cmd_env = nil,
   -- The `fimble` settings section, sent as initializationOptions and served for
@@ -69,7 +76,7 @@ function M.set(user)
   user = user or {}
   local opts = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), user)
   -- Lists replace the defaults instead of being merged index by index.
-  for _, key in ipairs({ 'cmd', 'filetypes', 'exclude_filetypes', 'root_markers' }) do
+  for _, key in ipairs({ 'cmd', 'filetypes', 'exclude_filetypes', 'root_markers', 'server_args' }) do
     if user[key] ~= nil then
       opts[key] = vim.deepcopy(user[key])
     end
@@ -86,13 +93,13 @@ function M.set(user)
   if user.keymaps == false then
     opts.keymaps = {}
   end
-  for key, kind in pairs({ cmd = 'table', settings = 'table', debounce_ms = 'number', keymaps = 'table' }) do
+  for key, kind in pairs({ settings = 'table', debounce_ms = 'number', keymaps = 'table', server_args = 'table' }) do
     if type(opts[key]) ~= kind then
       error(('fimble.setup: option %q must be a %s, got %s'):format(key, kind, type(opts[key])), 3)
     end
   end
-  if #opts.cmd == 0 then
-    error('fimble.setup: option "cmd" must not be empty', 3)
+  if opts.cmd ~= nil and (type(opts.cmd) ~= 'table' or #opts.cmd == 0) then
+    error('fimble.setup: option "cmd" must be a non-empty list (or nil for the installed server)', 3)
   end
   M.options = opts
   return opts

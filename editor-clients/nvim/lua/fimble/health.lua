@@ -27,17 +27,21 @@ function M.check()
   end
 
   health.start('fimble: server')
-  local exe = opts.cmd[1]
-  if vim.fn.executable(exe) ~= 1 then
-    health.error(('server command %q is not executable'):format(exe), {
-      'install the server: pip install fimble (or pipx install fimble)',
-      "or point setup({ cmd = { '/path/to/fimble', 'serve' } }) at it",
+  local cmd, source = server.command()
+  if not cmd then
+    health.error('no server: none installed, no `cmd` in setup(), no `fimble` on $PATH', {
+      'run :FimbleInstall (it installs the server into its own Python environment; see "fimble: install" below)',
+      "or point setup({ cmd = { '/path/to/fimble', 'serve' } }) at a fimble you installed",
+    })
+  elseif vim.fn.executable(cmd[1]) ~= 1 then
+    health.error(('server command %q is not executable'):format(cmd[1]), {
+      source == 'cmd' and "fix setup({ cmd = ... })" or 'run :FimbleUpdate to reinstall the server',
     })
   else
-    health.ok(('server command: %s (%s)'):format(table.concat(opts.cmd, ' '), vim.fn.exepath(exe)))
+    health.ok(('server command (%s): %s'):format(source, table.concat(cmd, ' ')))
     -- `fimble --version`: the command up to its `serve` (so `python -m fimble serve` works too).
     local version_cmd = {}
-    for _, arg in ipairs(server.spawn_cmd(opts.cmd)) do
+    for _, arg in ipairs(server.spawn_cmd(cmd)) do
       if arg == 'serve' then
         break
       end
@@ -55,7 +59,7 @@ function M.check()
         shown,
         tostring(result.code),
         vim.trim((result.stderr or '') .. (result.stdout or ''))
-      ))
+      ), { source == 'installed' and 'run :FimbleUpdate to reinstall the server' or nil })
     else
       local out = vim.trim((result.stdout or '') .. (result.stderr or ''))
       if out:match('^fimble') then
@@ -65,6 +69,8 @@ function M.check()
       end
     end
   end
+
+  M.check_install(health, source)
 
   health.start('fimble: model')
   local model = opts.settings and opts.settings.model
@@ -122,6 +128,94 @@ function M.check()
   if server.status.state == 'error' then
     health.warn('last fimble/status error: ' .. (server.status.message or ''))
   end
+end
+
+--- :FimbleInstall's side: what is installed, from where, the last failure, and what a new install would find.
+function M.check_install(health, source)
+  local install = require('fimble.install')
+  health.start('fimble: install')
+  local root = install.root()
+  local current = install.current()
+  local checkout = install.source()
+  local checkout_version = checkout and install.checkout_version(checkout)
+  if current then
+    health.ok(('fimble %s installed in %s (%s, on %s)'):format(
+      current.version or '?',
+      root .. '/' .. current.venv,
+      current.python,
+      current.installed_at or '?'
+    ))
+    if source ~= 'installed' then
+      health.info('the installed server is not used: setup({ cmd }) or a fimble on $PATH comes first')
+    end
+    if checkout_version and current.version ~= checkout_version then
+      health.warn(('the plugin is at %s, the installed server at %s'):format(checkout_version, current.version), {
+        'run :FimbleUpdate',
+      })
+    end
+  else
+    health.info('no server installed in ' .. root)
+  end
+  if install.running then
+    health.info(('an install is running: %d%% %s'):format(install.running.percent or 0, install.running.message or ''))
+  end
+  local failed = install.last_error()
+  if failed and failed.message then
+    health.error('the last install failed: ' .. failed.message, {
+      'fix what it says, then run :FimbleInstall again; the full log is ' .. install.log_path(),
+    })
+  end
+  if checkout then
+    health.ok(('installs from %s%s'):format(checkout, checkout_version and (' (fimble ' .. checkout_version .. ')') or ''))
+  else
+    health.warn('this plugin is not inside a fimble checkout: :FimbleInstall needs a path', {
+      ':FimbleInstall /path/to/fimble (a checkout or a wheel), or setup({ install = { source = ... } })',
+    })
+  end
+  local python, problem = install.find_python()
+  if not python then
+    health.error(problem)
+    return
+  end
+  health.ok(('Python %s: %s'):format(python.version, python.executable))
+  if vim.fn.filereadable(install.script()) ~= 1 then
+    health.error('the installer is missing: ' .. install.script())
+    return
+  end
+  local ok, result = pcall(function()
+    return vim.system(
+      { python.executable, '-I', install.script(), 'check', '--root', root },
+      { text = true, cwd = require('fimble.server').process_cwd() }
+    ):wait(30000)
+  end)
+  local report = ok
+    and result.code == 0
+    and select(2, pcall(vim.json.decode, result.stdout or '', { luanil = { object = true, array = true } }))
+    or nil
+  if type(report) ~= 'table' then
+    health.warn('the installer could not check this system: ' .. (ok and (result.stderr or '') or tostring(result)))
+    return
+  end
+  for _, p in ipairs(report.problems or {}) do
+    health.error(p.message)
+  end
+  local tools = report.toolchain or {}
+  if tools.c and tools.cxx then
+    health.ok(('C/C++ compiler: %s, %s; CMake: %s'):format(
+      tools.c,
+      tools.cxx,
+      tools.cmake or 'none (pip fetches it when it can reach the package index)'
+    ))
+  else
+    health.warn('no C/C++ compiler: only a prebuilt llama-cpp-python wheel can be installed', {
+      'to compile llama.cpp, ' .. (report.compiler_hint or 'install a C/C++ compiler and CMake'),
+    })
+  end
+  health.ok(('free disk space in %s: %d MB (an install needs about %d MB)'):format(
+    root,
+    report.free_mb or 0,
+    report.min_free_mb or 0
+  ))
 end
 
 return M

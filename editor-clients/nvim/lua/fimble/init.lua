@@ -199,8 +199,32 @@ function M.setup(opts)
   end
   set_keymaps(opts)
 
+  if not opts.cmd then
+    -- The plugin was updated (git pull, lazy.nvim) but its server was not: say so once.
+    local install = require('fimble.install')
+    local current, source = install.current(), install.source()
+    local version = source and install.checkout_version(source)
+    if current and version and current.version ~= version and not M._told_update then
+      M._told_update = true
+      vim.schedule(function()
+        vim.notify(
+          ('fimble: the plugin is at %s, its installed server at %s: :FimbleUpdate reinstalls it.'):format(
+            version,
+            current.version
+          ),
+          vim.log.levels.WARN,
+          { title = 'fimble' }
+        )
+      end)
+    end
+  end
+
   if previous then
-    if not vim.deep_equal(previous.cmd, opts.cmd) or not vim.deep_equal(previous.cmd_env, opts.cmd_env) then
+    if
+      not vim.deep_equal(previous.cmd, opts.cmd)
+      or not vim.deep_equal(previous.cmd_env, opts.cmd_env)
+      or not vim.deep_equal(previous.server_args, opts.server_args)
+    then
       server.restart()
       return M
     end
@@ -219,8 +243,15 @@ function M.status()
   if not M._setup_done then
     return ''
   end
+  local installing = require('fimble.install').status()
+  if installing then
+    return installing
+  end
   if not config.options.enabled then
     return 'fimble: off'
+  end
+  if server.status.state == 'not installed' and #server.clients() == 0 then
+    return 'fimble: not installed'
   end
   local r = server.retry
   if r.gave_up then
@@ -292,7 +323,12 @@ function M.status_lines()
       r.gave_up and ', gave up' or (r.next_delay_ms and (', next in %gs'):format(r.next_delay_ms / 1000) or '')
     ))
   end
-  add('command', table.concat(config.options.cmd or {}, ' '))
+  local cmd, source = server.command()
+  add('command', cmd and ('%s (%s)'):format(table.concat(cmd, ' '), source) or 'none (:FimbleInstall installs the server)')
+  local installing = require('fimble.install').running
+  if installing then
+    add('install', ('%d%% %s'):format(installing.percent or 0, installing.message or ''))
+  end
   add('ghost text', M.mode == 'builtin' and 'vim.lsp.inline_completion (built-in)' or 'extmarks')
   add('enabled', tostring(config.options.enabled) .. (vim.b.fimble_disabled and ' (disabled in this buffer)' or ''))
   return lines

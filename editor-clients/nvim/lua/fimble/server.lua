@@ -193,6 +193,9 @@ function M.on_status(_, result, _)
     if M.retry.attempts > 0 or M.retry.notified then
       M.reset_retry()
     end
+    if M.command_source == 'installed' then
+      require('fimble.install').remove_previous()
+    end
   elseif result.state == 'error' and config.options.notify_errors and result.message then
     if M._last_error_message ~= result.message then
       M._last_error_message = result.message
@@ -227,12 +230,47 @@ function M.spawn_cmd(cmd)
   return out
 end
 
-local function make_config(bufnr)
+--- The command that starts the server and where it comes from: setup()'s `cmd`, else the server :FimbleInstall
+--- installed, else `fimble serve` on $PATH; nil when there is none.
+---@return string[]?, string?
+function M.command()
+  local opts = config.options
+  if opts.cmd then
+    return opts.cmd, 'cmd'
+  end
+  local args = vim.deepcopy(opts.server_args or {})
+  local installed = require('fimble.install').command(args)
+  if installed then
+    return installed, 'installed'
+  end
+  if vim.fn.executable('fimble') == 1 then
+    return vim.list_extend({ 'fimble', 'serve' }, args), 'PATH'
+  end
+  return nil, nil
+end
+
+--- No server configured, installed or on $PATH: say so once, with the way to install it (nothing is retried).
+function M.on_not_installed()
+  if require('fimble.install').running then
+    return
+  end
+  set_client_state('not installed', 'the server is not installed: :FimbleInstall installs it')
+  if not M._told_not_installed then
+    M._told_not_installed = true
+    util.notify(
+      'fimble: the server is not installed. Run :FimbleInstall to install it into its own Python environment '
+        .. '(it needs Python 3.11+ and about 700 MB; :checkhealth fimble says more).',
+      vim.log.levels.WARN
+    )
+  end
+end
+
+local function make_config(bufnr, cmd)
   local opts = config.options
   local root = vim.fs.root(bufnr, opts.root_markers or { '.git' }) or vim.fn.getcwd()
   local settings = vim.deepcopy(opts.settings or {})
   local info = { started = os.time(), initialized = false, stopping = false }
-  local real_cmd = M.spawn_cmd(opts.cmd)
+  local real_cmd = M.spawn_cmd(cmd)
 
   local handlers = {
     ['fimble/status'] = M.on_status,
@@ -291,16 +329,22 @@ function M.start(bufnr)
     end
     return existing.id
   end
-  local exe = config.options.cmd[1]
+  local cmd, source = M.command()
+  if not cmd then
+    M.on_not_installed()
+    return nil
+  end
+  local exe = cmd[1]
   if vim.fn.executable(exe) ~= 1 then
     M.on_failure(('command %q was not found or is not executable'):format(exe))
     return nil
   end
-  local cfg = make_config(bufnr)
+  M.command_source = source
+  local cfg = make_config(bufnr, cmd)
   local info = cfg._fimble_info
   cfg._fimble_info = nil
-  if M.status.state == 'off' or M.status.state == 'error' then
-    set_client_state('starting', 'starting ' .. table.concat(config.options.cmd, ' '))
+  if M.status.state == 'off' or M.status.state == 'error' or M.status.state == 'not installed' then
+    set_client_state('starting', 'starting ' .. table.concat(cmd, ' '))
   end
   local ok, id = pcall(vim.lsp.start, cfg, { bufnr = bufnr, reuse_client = reuse_client })
   if not ok or not id then

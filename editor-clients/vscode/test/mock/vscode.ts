@@ -169,6 +169,7 @@ export const recorded = {
   configUpdates: [] as { key: string; value: unknown; target: unknown }[],
   openedDocuments: [] as { language?: string; content?: string }[],
   statusMessages: [] as string[],
+  progress: [] as { title: string; cancellable: boolean; reports: { message?: string; increment?: number }[] }[],
 };
 
 /** User settings (flat keys such as "fimble.model"), and the workspace's own `.vscode/settings.json`. */
@@ -216,10 +217,18 @@ export function changeSettings(values: Record<string, unknown>): void {
   });
 }
 
-/** Answer for the next show*Message calls (first button by default: none). */
-export let messageAnswer: string | undefined;
-export function answerMessagesWith(item: string | undefined): void {
+/** Answer for the show*Message calls (none by default): a button label, or a function choosing one. */
+export let messageAnswer: string | ((text: string, items: string[]) => string | undefined) | undefined;
+export function answerMessagesWith(item: typeof messageAnswer): void {
   messageAnswer = item;
+}
+
+const cancelListeners = new EventEmitter<void>();
+let progressCancelled = false;
+/** The user clicks Cancel on the running progress notification. */
+export function cancelProgress(): void {
+  progressCancelled = true;
+  cancelListeners.fire();
 }
 
 export function reset(): void {
@@ -232,6 +241,9 @@ export function reset(): void {
   recorded.configUpdates.length = 0;
   recorded.openedDocuments.length = 0;
   recorded.statusMessages.length = 0;
+  recorded.progress.length = 0;
+  cancelListeners.dispose();
+  progressCancelled = false;
   settings = {};
   workspaceSettings = {};
   workspace.isTrusted = true;
@@ -274,7 +286,8 @@ function message(level: "info" | "warning" | "error") {
   return (text: string, ...items: unknown[]): Promise<string | undefined> => {
     const labels = items.filter((i): i is string => typeof i === "string");
     recorded.messages.push({ level, text, items: labels });
-    return Promise.resolve(messageAnswer !== undefined && labels.includes(messageAnswer) ? messageAnswer : undefined);
+    const answer = typeof messageAnswer === "function" ? messageAnswer(text, labels) : messageAnswer;
+    return Promise.resolve(answer !== undefined && labels.includes(answer) ? answer : undefined);
   };
 }
 
@@ -337,10 +350,22 @@ export const window = {
     return items[0];
   },
   async withProgress<R>(
-    _options: unknown,
-    task: (progress: { report(v: unknown): void }, token: { isCancellationRequested: boolean }) => Promise<R>,
+    options: { title?: string; cancellable?: boolean },
+    task: (
+      progress: { report(v: { message?: string; increment?: number }): void },
+      token: { isCancellationRequested: boolean; onCancellationRequested(l: () => void): Disposable },
+    ) => Promise<R>,
   ): Promise<R> {
-    return task({ report: () => undefined }, { isCancellationRequested: false });
+    const entry = { title: options?.title ?? "", cancellable: options?.cancellable === true, reports: [] as { message?: string; increment?: number }[] };
+    recorded.progress.push(entry);
+    progressCancelled = false;
+    const token = {
+      get isCancellationRequested() {
+        return progressCancelled;
+      },
+      onCancellationRequested: (l: () => void) => cancelListeners.event(l),
+    };
+    return task({ report: (v) => entry.reports.push(v) }, token);
   },
   createWebviewPanel(_viewType: string, title: string): FakeWebviewPanel {
     const disposeListeners: (() => void)[] = [];

@@ -166,13 +166,13 @@ class RemoteSession:
     ) -> GenerationResult:
         return self.active.generate(prompt, params, cancel, on_text)
 
-    def warm(self, prompt: Sequence[int], cancel: CancelToken) -> int:
+    def warm(self, prompt: Sequence[int], cancel: CancelToken, boundaries: Sequence[int] = ()) -> int:
         """Pre-evaluate a prompt where the active engine can (llama-server, the local fallback); best effort."""
         warm = getattr(self.active, "warm", None)
         if warm is None:
             return 0
         try:
-            return int(warm(list(prompt), cancel))
+            return int(warm(list(prompt), cancel, boundaries))
         except FimbleError:
             return 0
 

@@ -16,7 +16,7 @@ import getpass
 import hashlib
 import os
 import socket
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
@@ -203,9 +203,10 @@ class LlamaServerBackend(RemoteBackend):
         return ids[0]
 
     # -- generation ------------------------------------------------------------------------------------------
-    def warm(self, prompt: list[int], cancel: CancelToken) -> int:
+    def warm(self, prompt: list[int], cancel: CancelToken, boundaries: Sequence[int] = ()) -> int:
         """Evaluate a prompt into this editor's slot without generating (n_predict 0), so the next keystroke's
-        request finds it in the server's KV cache. Best effort: returns the tokens the server evaluated."""
+        request finds it in the server's KV cache. Best effort: returns the tokens the server evaluated. (The
+        server places its own checkpoints: `boundaries` is for the in-process engine.)"""
         self.ensure_ready()
         ids = [t for t in prompt if t >= 0][: self.info.n_ctx - 1]
         if not ids or self.infill:
