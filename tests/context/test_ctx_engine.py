@@ -185,6 +185,25 @@ def test_one_slow_source_does_not_delay_the_request(repo_ro: Path) -> None:
     assert set(skipped) <= {"similar", "ring", "git"}
 
 
+def test_an_untimed_engine_lets_every_source_finish(repo_ro: Path) -> None:
+    """Quality measurements run untimed: a request whose deadline has passed still gets what each source finds,
+    so the context of a task does not depend on how loaded the machine was."""
+    timed = ContextEngine(repo_ro, cache_file=False)
+    untimed = ContextEngine(repo_ro, cache_file=False, timed=False)
+    query = query_at(repo_ro, "app/main.py", "m = midpoint(a, b)\n")
+    try:
+        for engine in (timed, untimed):
+            engine.index_now()
+        late = time.monotonic() - 1.0
+        assert not timed.gather(query, ALL, 2000, TokenEstimator(), late).snippets
+        result = untimed.gather(query, ALL, 2000, TokenEstimator(), late)
+        assert "def midpoint(a: Point, b: Point) -> Point" in prompt_text(result)
+        assert not any(note.startswith("skipped") for note in result.notes.values())
+    finally:
+        timed.close()
+        untimed.close()
+
+
 def test_source_switches(engine_ro: ContextEngine, repo_ro: Path) -> None:
     query = query_at(repo_ro, "app/main.py", "m = midpoint(a, b)\n")
     none = gather(engine_ro, query, sources=())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from fimble.completion.pipeline import CompletionRequest, build_prompt
+from fimble.completion.pipeline import CONTEXT_SHARE, CompletionRequest, build_prompt
 from fimble.context.engine import ContextEngine
 from fimble.model.backend import ModelBackend
 from fimble.model.resolve import resolve_model
@@ -106,6 +106,71 @@ def test_consecutive_keystrokes_share_the_context_prefix(
         shared += 1
     context_tokens = sum(p.tokens for p in first.parts if p.source not in ("cursor window",))
     assert shared >= context_tokens
+
+
+def _budget_workspace(root: Path, lines: int) -> tuple[ContextEngine, CompletionRequest, CompletionRequest]:
+    """A package whose `app.py` has `lines` statements before the cursor, which then uses an imported name; the same
+    request with all context sources and with none."""
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    doc = "".join(
+        f"    Line {i} of a docstring long enough to be worth a few hundred tokens of context.\n" for i in range(6)
+    )
+    names = [f"measure_{i}" for i in range(5)]
+    (root / "pkg" / "shapes.py").write_text(
+        '"""Shapes."""\n\n\ndef area_of(width: float, height: float) -> float:\n'
+        '    """The area of a width by height rectangle."""\n    return width * height\n'
+        + "".join(
+            f'\n\ndef {name}(x: float) -> float:\n    """{name}.\n\n{doc}    """\n    return x\n' for name in names
+        )
+    )
+    # short lines, every one a statement: the window's start moves to its grid and to a statement by few tokens
+    body = "".join(f"v = {i % 10}\n" for i in range(lines))
+    text = f"from pkg.shapes import area_of, {', '.join(names)}\n\n{body}total = area_of(2, 3)\n"
+    (root / "pkg" / "app.py").write_text(text)
+    engine = ContextEngine(root, cache_file=False)
+    engine.index_now()
+    offset = text.index("total = ")
+
+    def req(sources: tuple[str, ...]) -> CompletionRequest:
+        return CompletionRequest(
+            text=text, offset=offset, language_id="python", path="pkg/app.py",
+            settings=Settings(context_sources=sources, max_tokens=16), uri=(root / "pkg/app.py").as_uri(),
+            context=engine,
+        )  # fmt: skip
+
+    return engine, req(ALL), req(())
+
+
+def test_context_never_takes_the_window_of_a_long_file(plain_backend: ModelBackend, tmp_path: Path) -> None:
+    """The cursor window of a file longer than the prompt is what it is without context: lines of the file before
+    the cursor measured better than cross-file context in their place. Context gets only the room the window
+    leaves (the lines its start gives up to sit on the 16-line grid)."""
+    engine, with_context, without = _budget_workspace(tmp_path, 600)
+    try:
+        on = build_prompt(plain_backend, with_context)
+        off = build_prompt(plain_backend, without)
+    finally:
+        engine.close()
+    assert off.parts[-1].text != with_context.prefix  # the file is longer than the prompt: its window is cut
+    assert on.parts[-1].text == off.parts[-1].text
+    context = sum(p.tokens for p in on.parts if p.source != "cursor window")
+    assert context <= plain_backend.info.n_ctx - 16 - 16 - len(off.ids) + 16  # within the room the window left
+    assert len(on.ids) <= plain_backend.info.n_ctx - 16
+
+
+def test_context_fills_the_room_a_short_file_leaves(plain_backend: ModelBackend, tmp_path: Path) -> None:
+    engine, with_context, without = _budget_workspace(tmp_path, 20)
+    try:
+        on = build_prompt(plain_backend, with_context)
+        off = build_prompt(plain_backend, without)
+    finally:
+        engine.close()
+    assert on.parts[-1].text == off.parts[-1].text == with_context.prefix  # the whole file before the cursor
+    assert "def area_of(width: float, height: float) -> float:" in on.text()
+    budget = plain_backend.info.n_ctx - 16 - 16
+    context = sum(p.tokens for p in on.parts if p.source != "cursor window")
+    assert 0 < context <= int(budget * CONTEXT_SHARE) + 16
 
 
 def fimble(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

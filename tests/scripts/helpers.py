@@ -62,6 +62,7 @@ class Scripted:
         self.answers = answers
         self.calls: list[tuple[Path, str, int]] = []
         self.changed: list[str] = []
+        self.prompts: list[tuple[Path, str, int]] = []
 
     def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion:
         self.calls.append((root, rel_path, offset))
@@ -76,6 +77,11 @@ class Scripted:
             timings_ms={"total": 1.0},
         )
 
+    def prompt(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Prompt:
+        self.prompts.append((root, rel_path, offset))
+        assert (root / rel_path).read_text(encoding="utf-8") == text
+        return Prompt(format="scripted", ids=[1, 2, 3], pieces=[])
+
     def file_changed(self, root: Path, rel_path: str) -> None:
         self.changed.append(rel_path)
 
@@ -83,8 +89,10 @@ class Scripted:
         pass
 
 
-def run_script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_script(
+    name: str, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *args],
-        capture_output=True, text=True, timeout=timeout, env=server_env(), cwd=REPO,
+        capture_output=True, text=True, timeout=timeout, env=server_env(**(env or {})), cwd=REPO,
     )  # fmt: skip

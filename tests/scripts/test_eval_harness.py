@@ -11,6 +11,7 @@ from fimble.evaluation.metrics import edit_similarity, percentile
 from fimble.evaluation.sandbox import Limits
 from fimble.settings import Settings
 from tests.scripts.helpers import TASKS, Scripted, run_script, write_dataset
+from tests.scripts.test_repo_sources import make_index
 
 
 def test_scoring_counts_a_right_answer_and_a_wrong_one() -> None:
@@ -57,7 +58,7 @@ def test_eval_on_three_tasks_with_the_tiny_model(tmp_path: Path, tiny_model: Pat
     assert suites == [
         ("humaneval-single", "scope,definitions,similar,ring,git"),
         ("humaneval-multi", "scope,definitions,similar,ring,git"),
-        ("repo", "scope,definitions,similar,ring,git"),
+        ("repo", "all"),
         ("repo", "none"),
     ]
     single = report["results"][0]
@@ -88,3 +89,111 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--humaneval" in result.stderr
     result = run_script("eval.py", "--suite", "humaneval-single", "--humaneval", str(tmp_path))
     assert result.returncode == 2 and "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_repo_suite_with_a_held_out_source_distribution(tmp_path: Path, tiny_model: Path) -> None:
+    """`fimble eval --suite repo` end to end: a tuning package folder and a held-out source distribution fetched by
+    pip (from a local folder standing in for the package index), each setting scored and reported per repository,
+    per split and overall with intervals; then the report again from the saved runs, without a model."""
+    tuning = tmp_path / "src" / "pkg"
+    tuning.mkdir(parents=True)
+    (tuning / "__init__.py").write_text("")
+    (tuning / "util.py").write_text("def helper(x):\n    return x + 1\n")
+    (tuning / "main.py").write_text(
+        "from .util import helper\n\n\ndef run(y):\n    value = helper(y)\n    other = helper(value)\n    return other\n"
+    )
+    index = make_index(tmp_path / "index")
+    out = tmp_path / "results.json"
+    cache = tmp_path / "cache"
+    result = run_script(
+        "eval.py", "--model", str(tiny_model), "--suite", "repo", "--repo-source", str(tuning),
+        "--repo-source", "tinyshapes==0.1", "--repo-cache", str(cache), "--per-repo", "3", "--max-tokens", "6",
+        "--mode", "all", "--mode", "all-similar", "--mode", "none", "--out", str(out),
+        env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["per_repo"] == 3
+    assert [(r["package"], r["split"], r["source"]) for r in report["repositories"]] == [
+        ("pkg", "tuning", str(tuning)),
+        ("tinyshapes", "held-out", "tinyshapes==0.1"),
+    ]
+    runs = {r["context"]: r for r in report["results"]}
+    assert list(runs) == ["all", "all-similar", "none"]
+    tasks = runs["all"]["tasks"]
+    assert {(t["repo"], t["split"]) for t in tasks} == {("pkg", "tuning"), ("tinyshapes", "held-out")}
+    assert sum(t["repo"] == "pkg" for t in tasks) == 2 and sum(t["repo"] == "tinyshapes" for t in tasks) == 3
+    groups = {(g["split"], g["repo"]): g for g in report["repo_report"]["groups"]}
+    assert set(groups) == {("tuning", "pkg"), ("held-out", "tinyshapes"), ("all", "all")}
+    held_out = groups[("held-out", "tinyshapes")]
+    assert held_out["modes"]["none"]["n"] == 3
+    for metric in ("exact_match", "edit_similarity", "target_logprob"):
+        figure = held_out["modes"]["all"][metric]
+        assert figure["low"] <= figure["mean"] <= figure["high"]
+        assert metric in held_out["versus_baseline"]["all-similar"]
+    assert "all - none" in result.stdout and "tinyshapes" in result.stdout
+    # the sdist was unpacked once; the package's own folder was masked, not its tests' namesake
+    assert (cache / "tinyshapes-0.1" / ".complete").is_file()
+    assert all(t["task_id"].startswith("tinyshapes/") for t in tasks if t["repo"] == "tinyshapes")
+
+    again = run_script("eval.py", "--report-from", str(out), "--seed", "0")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == result.stdout.strip().split("\n\n", 1)[1].strip()
+
+
+def test_score_only_run_and_a_bad_mode(tmp_path: Path, tiny_model: Path) -> None:
+    pkg = tmp_path / "src" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("def helper(x):\n    return x + 1\n")
+    (pkg / "main.py").write_text("from .util import helper\n\n\ndef run(y):\n    value = helper(y)\n    return value\n")
+    out = tmp_path / "results.json"
+    result = run_script(
+        "eval.py", "--model", str(tiny_model), "--suite", "repo", "--repo-source", str(pkg), "--score-only",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["score_only"] and [r["context"] for r in report["results"]] == ["all", "none"]
+    task = report["results"][0]["tasks"][0]
+    assert "suggestion" not in task and -1e4 < task["target_logprob"] < 0
+    bad = run_script("eval.py", "--suite", "repo", "--repo-source", str(pkg), "--mode", "scope,nonsense")
+    assert bad.returncode == 2 and "Unknown --mode" in bad.stderr
+
+
+def test_a_memo_answers_the_prompts_an_earlier_run_sent(tmp_path: Path, tiny_model: Path) -> None:
+    pkg = tmp_path / "src" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("def helper(x):\n    return x + 1\n")
+    (pkg / "main.py").write_text(
+        "from .util import helper\n\n\ndef run(y):\n    value = helper(y)\n    other = helper(value)\n    return other\n"
+    )
+    memo = tmp_path / "memo.jsonl"
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / f"{name}.json"
+        result = run_script(
+            "eval.py", "--model", str(tiny_model), "--suite", "repo", "--repo-source", str(pkg), "--max-tokens", "6",
+            "--memo", str(memo), "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(out.read_text()))
+    first, second = runs
+    tasks = 2 * len(first["results"][0]["tasks"])
+    # per task and setting: one generation and one scoring
+    assert first["memo"]["asked"] == 2 * tasks and first["memo"]["answered"] == 0
+    assert second["memo"]["asked"] == 0 and second["memo"]["answered"] == 2 * tasks
+    for a, b in zip(first["results"], second["results"], strict=True):
+        for x, y in zip(a["tasks"], b["tasks"], strict=True):
+            assert (x["suggestion"], x["target_logprob"]) == (y["suggestion"], y["target_logprob"])
+    # another model file is another model: nothing carries over
+    other = tmp_path / "other.gguf"
+    other.write_bytes(tiny_model.read_bytes())
+    out = tmp_path / "third.json"
+    result = run_script(
+        "eval.py", "--model", str(other), "--suite", "repo", "--repo-source", str(pkg), "--max-tokens", "6",
+        "--memo", str(memo), "--out", str(out), "--mode", "none",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["memo"]["answered"] == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fimble.evaluation.harness import run_repo
+from fimble.evaluation.harness import Checkpoint, run_repo
 from fimble.evaluation.repo_tasks import RepoTask, SourceTree, Workspace, build_tasks, interleave, source_tree
 from fimble.settings import Settings
 from tests.scripts.helpers import Scripted
@@ -67,15 +67,32 @@ def test_masks_lines_that_use_names_from_other_files(package: SourceTree) -> Non
     assert tasks["assert isinstance(thing, Thing)"].names == ("Thing",)
 
 
-def test_selection_is_seeded_and_capped_per_file(package: SourceTree) -> None:
+def test_selection_is_seeded_and_spread_over_files(package: SourceTree) -> None:
     first = build_tasks(package, seed=3)
     assert first == build_tasks(package, seed=3)
-    assert len(first) == 2  # at most two per file: all four candidates are in app.py
+    assert len(first) == 4  # every candidate, all in app.py
     assert build_tasks(package, limit=1, seed=3) == first[:1]
+    assert build_tasks(package, seed=3, per_file=2) == first[:2]
     a = [_task("a", i) for i in range(3)]
     b = [_task("b", i) for i in range(1)]
     assert [t.task_id for t in interleave([a, b], None)] == ["a0", "b0", "a1", "a2"]
     assert len(interleave([a, b], 2)) == 2
+
+
+def test_a_short_draw_takes_one_line_from_each_file_first(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    (root / "__init__.py").parent.mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "base.py").write_text("def f(x):\n    return x\n")
+    for n in range(4):
+        body = "".join(f"    v{i} = f({i} + n)\n" for i in range(5))
+        (root / f"user{n}.py").write_text(f"from .base import f\n\n\ndef g(n):\n{body}    return n\n")
+    tree = source_tree(str(root))
+    tasks = build_tasks(tree, seed=1)
+    assert len(tasks) == 20
+    assert len({t.rel_path for t in tasks[:4]}) == 4  # one from each file before a second from any
+    assert {t.rel_path for t in tasks[4:8]} == {t.rel_path for t in tasks[:4]}
+    assert build_tasks(tree, seed=2) != tasks  # another seed, another draw
 
 
 def test_workspace_holds_the_masked_file_only_while_completing(package: SourceTree) -> None:
@@ -93,18 +110,32 @@ def test_workspace_holds_the_masked_file_only_while_completing(package: SourceTr
 
 
 def test_repo_suite_scores_the_first_line(package: SourceTree) -> None:
-    right, wrong = build_tasks(package)
+    right, wrong = build_tasks(package, per_file=2)
     # The first line of a suggestion is scored; later lines are the model running on.
     engine = Scripted({right.prefix: right.target + "\n    more()", wrong.prefix: "print(n)"})
-    result = run_repo(engine, [right, wrong], {"pkg": package}, Settings(), lambda _: None)
+    result = run_repo(engine, [right, wrong], {"pkg": package}, Settings(), lambda _: None, splits={"pkg": "tuning"})
     # Scripted checks that the file on disk is the masked text during each call; the index is told both ways.
     assert [rel for _, rel, _ in engine.calls] == ["pkg/app.py", "pkg/app.py"]
     assert engine.changed == ["pkg/app.py"] * 4
-    first, second = result.tasks
+    # run in file order (the window-only prompts of one file share their start), whatever order they were drawn in
+    assert [offset for _, _, offset in engine.calls] == sorted(t.offset for t in (right, wrong))
+    by_id = {t["task_id"]: t for t in result.tasks}
+    first, second = by_id[right.task_id], by_id[wrong.task_id]
     assert first["exact_match"] and first["edit_similarity"] == 1.0 and first["scored"] == right.target
     assert not second["exact_match"] and second["edit_similarity"] < 0.5
+    assert first["repo"] == "pkg" and first["split"] == "tuning"
     summary = result.summary()
     assert summary["n"] == 2 and summary["exact_match"] == 0.5 and summary["edit_similarity"] is not None
+
+
+def test_score_only_builds_prompts_without_generating(package: SourceTree) -> None:
+    tasks = build_tasks(package, per_file=2)
+    engine = Scripted({})
+    result = run_repo(engine, tasks, {"pkg": package}, Settings(), lambda _: None, score_only=True, label="x")
+    assert result.context == "x" and not engine.calls and len(engine.prompts) == 2
+    assert all("suggestion" not in t and t["stats"]["prompt_tokens"] == 3 for t in result.tasks)
+    summary = result.summary()
+    assert summary["n"] == 2 and summary["exact_match"] is None and summary["empty"] == 0
 
 
 def test_unknown_package_is_a_clear_error() -> None:
@@ -114,3 +145,22 @@ def test_unknown_package_is_a_clear_error() -> None:
 
 def _task(prefix: str, i: int) -> RepoTask:
     return RepoTask(f"{prefix}{i}", prefix, "x.py", i, "", "", "t", ())
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(package: SourceTree, tmp_path: Path) -> None:
+    tasks = build_tasks(package, per_file=2)
+    path = tmp_path / "out.json.partial.jsonl"
+    first = Scripted({t.prefix: t.target for t in tasks})
+    run_repo(first, tasks[:1], {"pkg": package}, Settings(), lambda _: None, checkpoint=Checkpoint(path, False))
+    path.write_text(path.read_text() + '{"mode": "all", "record": ')  # the line the kill cut short
+    again = Scripted({t.prefix: t.target for t in tasks})
+    checkpoint = Checkpoint(path, resume=True)
+    result = run_repo(again, tasks, {"pkg": package}, Settings(), lambda _: None, checkpoint=checkpoint)
+    assert len(again.calls) == 1  # only the task the first run did not finish
+    assert {t["task_id"] for t in result.tasks} == {t.task_id for t in tasks}
+    assert all(t["exact_match"] for t in result.tasks)
+    # another setting, or a score-only run, finds nothing of this one's
+    assert not checkpoint.done("none", False) and not checkpoint.done(result.context, True)
+    assert len(Checkpoint(path, resume=True).done(result.context, False)) == 2
+    Checkpoint(path, resume=False)  # a fresh run starts a fresh file
+    assert path.read_text() == ""

@@ -28,8 +28,15 @@ from fimble.settings import Settings
 
 # Room kept free in the context window besides the answer, for special tokens and tokenizer boundary effects.
 _SLACK_TOKENS = 16
-# Share of the prompt budget the context sources may fill; the cursor window gets the rest, plus what they leave.
+# Most of the prompt budget the context sources may fill, as a share.
 CONTEXT_SHARE = 0.4
+# How much of the window's own room context may take, as a share of the prompt budget. Context first fills the room
+# the cursor window leaves free (a short file, the space before the window's start moved to its line grid); it
+# takes lines of the window only up to this share, since lines of the file itself before the cursor were measured
+# to be worth more than cross-file context in their place (`fimble eval --suite repo`).
+WINDOW_LOAN_SHARE = 0.0
+# Below this, no context source is asked (nothing useful fits).
+_MIN_CONTEXT_TOKENS = 16
 # All context sources together get this long per request (each source also has its own, shorter deadline).
 CONTEXT_DEADLINE_S = 0.05
 
@@ -138,15 +145,22 @@ def plan_prompt(backend: ModelBackend, req: CompletionRequest) -> tuple[Prompt, 
     path = req.path or PurePath(req.path).name
     sources = tuple(req.settings.context_sources)
     engine = req.context if req.context is not None and sources and not snippets else None
-    context_budget = int(budget * CONTEXT_SHARE) if engine is not None else 0
     suffix_budget = min(budget // 4, 512) if fmt.uses_suffix else 0
-    prefix_budget = budget - suffix_budget - context_budget
+    window_budget = prefix_budget = budget - suffix_budget
     t0 = time.monotonic()
+    # The window as it would be without context; context then fits around it (see WINDOW_LOAN_SHARE).
     prefix = cut_prefix(backend, req.prefix, prefix_budget)
     suffix = cut_suffix(backend, req.suffix, suffix_budget)
+    context_budget = free = 0
+    if engine is not None:
+        free = max(0, window_budget - len(backend.tokenize(prefix)))
+        context_budget = min(int(budget * CONTEXT_SHARE), free + int(budget * WINDOW_LOAN_SHARE))
+        if context_budget > free:
+            prefix_budget = window_budget - context_budget
+            prefix = cut_prefix(backend, req.prefix, prefix_budget)
     window_ms = (time.monotonic() - t0) * 1000
     context = ContextResult()
-    if engine is not None:
+    if engine is not None and context_budget >= _MIN_CONTEXT_TOKENS:
         count = token_counter(backend, req.prefix, per_line=1.0 if context_as_comments(fmt) else 0.0)
         query = ContextQuery(
             text=req.text,
@@ -159,9 +173,9 @@ def plan_prompt(backend: ModelBackend, req: CompletionRequest) -> tuple[Prompt, 
         context = engine.gather(query, sources, context_budget, count, time.monotonic() + CONTEXT_DEADLINE_S)
         snippets = list(context.snippets)
         used = sum(count(f"{s.path}\n{s.text}") + 4 for s in snippets)
-        if context_budget - used > 64:  # what the sources left unused goes back to the cursor window
+        if context_budget > free and context_budget - used > 64:  # what the sources left goes back to the window
             t1 = time.monotonic()
-            prefix_budget = budget - suffix_budget - used
+            prefix_budget = window_budget - used
             prefix = cut_prefix(backend, req.prefix, prefix_budget)
             window_ms += (time.monotonic() - t1) * 1000
     cut = (req.offset - len(prefix), req.offset + len(suffix))

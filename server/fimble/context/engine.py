@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -79,12 +80,16 @@ class ContextEngine:
         cache_file: Path | bool | None = True,
         max_files: int = MAX_FILES,
         trusted: bool = True,
+        timed: bool = True,
     ) -> None:
         """`root`: the workspace folder (None: single files, no index). `cache_file`: True for the user cache dir,
         False/None for no persistence, or a path. `trusted`: False for a workspace the editor does not trust, where
-        no git command runs (files are listed by walking the folder instead)."""
+        no git command runs (files are listed by walking the folder instead). `timed`: False to let each request
+        parse and each source run to the end, whatever its deadlines (quality measurements: on a loaded machine the
+        deadlines would decide what context a task gets)."""
         self.root = root.resolve() if root is not None else None
         self.trusted = trusted
+        self.timed = timed
         self._cache_file = cache_file
         self.max_files = max_files
         self.trees = SyntaxTrees()
@@ -422,7 +427,7 @@ class ContextEngine:
         src = text.encode("utf-8", "surrogatepass")
         if tree is None and grammar is not None and not (tracked and self.trees.matches(query.uri, text)):
             # not an open document (the CLI), or a snapshot the document has moved past: parse it, within budget
-            tree = parse_text(text, grammar, budget_s=None if not query.uri else SYNTAX_BUDGET_S)
+            tree = parse_text(text, grammar, budget_s=SYNTAX_BUDGET_S if query.uri and self.timed else None)
         offset = max(0, min(query.offset, len(text)))
         row = text.count("\n", 0, offset)
         if query.window is not None:
@@ -453,6 +458,8 @@ class ContextEngine:
     ) -> ContextResult:
         """Ranked snippets within `budget_tokens` (estimated with `count_tokens`), in prompt order."""
         result = ContextResult()
+        if not self.timed:
+            deadline = math.inf
         t0 = time.monotonic()
         try:
             cursor = self.cursor(query)
@@ -503,7 +510,7 @@ class ContextEngine:
                 continue
             budget = Budget(
                 tokens=int(budget_tokens * SOURCE_SHARE.get(name, 0.25)),
-                deadline=min(deadline, start + SOURCE_DEADLINE_MS.get(name, 5.0) / 1000),
+                deadline=min(deadline, start + SOURCE_DEADLINE_MS.get(name, 5.0) / 1000) if self.timed else deadline,
                 count=count_tokens,
             )
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 SUITES = ("humaneval-single", "humaneval-multi", "repo")
+REPO_SETS = ("tuning", "held-out", "all")  # the keys of repo_sources.REPO_SETS (not imported: heavy)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,15 +20,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder with HumanEval-SingleLineInfilling.jsonl.gz and HumanEval-MultiLineInfilling.jsonl.gz",
     )
     parser.add_argument(
-        "--repo-source",
-        metavar="PKG_OR_DIR",
-        action="append",
-        help="package name or package folder for repository tasks (repeatable; default: pygls, lsprotocol, "
-        "_pytest, gitdb)",
+        "--repos",
+        choices=REPO_SETS,
+        default="all",
+        help="repository tasks from the tuning repositories (pygls, lsprotocol, _pytest, gitdb: installed here), the "
+        "held-out ones (click, httpx, rich, werkzeug: pinned source distributions pip fetches once into the cache), "
+        "or both (default), reported separately and together",
     )
+    parser.add_argument(
+        "--repo-source",
+        metavar="SPEC",
+        action="append",
+        help="instead of --repos: an installed package's name or a package folder (tuning split), or "
+        "DIST==VERSION[/PACKAGE], a source distribution fetched by pip (held-out split); prefix tuning: or held-out: "
+        "to choose the split (repeatable)",
+    )
+    parser.add_argument("--repo-cache", metavar="DIR", help="where fetched source distributions are unpacked")
     parser.add_argument("--limit", type=int, metavar="N", help="at most N tasks per suite (drawn with --seed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for drawing tasks (default 0)")
+    parser.add_argument(
+        "--per-repo", type=int, metavar="N", help="repository tasks: N from each repository (instead of --limit)"
+    )
+    parser.add_argument(
+        "--mode",
+        action="append",
+        metavar="SOURCES",
+        help="repository tasks: a context setting to run, repeatable: all, none (the cursor window alone), a comma "
+        "list of sources, or all-SOURCE[-SOURCE] (all but those); default: all, then none. Each is compared with none",
+    )
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="repository tasks: only the true line's log-probability under each prompt, no generation (faster)",
+    )
+    parser.add_argument(
+        "--report-from",
+        nargs="+",
+        metavar="FILE",
+        help="no model: the repository report from earlier runs' --out files (the same tasks, different settings)",
+    )
+    parser.add_argument("--baseline", metavar="LABEL", help="with --report-from: the run the others are compared with")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for drawing tasks and for the bootstrap intervals (default 0)"
+    )
     parser.add_argument("--out", metavar="FILE", help="write all results as JSON here")
+    parser.add_argument(
+        "--memo",
+        metavar="FILE",
+        help="answer prompts the model was given before (same model file, same prompt tokens) from FILE, and add the "
+        "new answers: a run that changes few prompts costs only those",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="repository tasks: take the tasks an earlier, stopped run with the same --out finished from its "
+        "FILE.partial.jsonl instead of running them again",
+    )
     parser.add_argument(
         "--exec-timeout", type=float, default=10.0, metavar="S", help="wall-clock limit per test run (default 10 s)"
     )

@@ -23,12 +23,14 @@ from fimble import __version__
 from fimble.completion.filters.syntax import count_errors
 from fimble.completion.pipeline import Completion
 from fimble.errors import SettingsError
-from fimble.evaluation import humaneval, repo_tasks
+from fimble.evaluation import humaneval, repo_sources, repo_tasks
 from fimble.evaluation.cli import SUITES
 from fimble.evaluation.engine import Engine
 from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, mean, rounded
+from fimble.evaluation.report import build_report, format_report
 from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
-from fimble.settings import Settings
+from fimble.prompt.assemble import Prompt
+from fimble.settings import ALL_CONTEXT_SOURCES, Settings
 from fimble.syntax.languages import get_parser
 from fimble.trust.files import atomic_write_text
 
@@ -48,16 +50,17 @@ class SuiteResult:
         if self.suite.startswith("humaneval"):
             out["pass_at_1"] = _rate(t["passed"] for t in self.tasks)
             out["status"] = dict(Counter(t["status"] for t in self.tasks))
-        out["exact_match"] = _rate(t["exact_match"] for t in self.tasks)
+        generated = [t for t in self.tasks if "suggestion" in t]  # none in a score-only run
+        out["exact_match"] = _rate(t["exact_match"] for t in generated)
         if self.suite == "repo":
-            out["edit_similarity"] = rounded(mean([t["edit_similarity"] for t in self.tasks]), 3)
+            out["edit_similarity"] = rounded(mean([t["edit_similarity"] for t in generated]), 3)
             scored = [t["target_logprob"] for t in self.tasks if "target_logprob" in t]
             out["mean_target_logprob"] = rounded(mean(scored), 2) if scored else None
-        out["empty"] = sum(1 for t in self.tasks if not t["suggestion"])
+        out["empty"] = sum(1 for t in generated if not t["suggestion"])
         shown = [t["adds_syntax_error"] for t in self.tasks if t.get("adds_syntax_error") is not None]
         out["adds_syntax_error"] = _rate(shown) if shown else None
         for key in ("prompt_tokens", "generated_tokens", "total_ms"):
-            out[f"mean_{key}"] = rounded(mean([float(t["stats"][key]) for t in self.tasks]))
+            out[f"mean_{key}"] = rounded(mean([float(t["stats"][key]) for t in self.tasks if key in t["stats"]]))
         out["seconds"] = round(self.seconds, 1)
         return out
 
@@ -76,12 +79,16 @@ def _sources(settings: Settings) -> str:
 
 def _stats(result: Completion) -> dict[str, Any]:
     stats: dict[str, Any] = dict(result.stats())
-    # How many prompt tokens each context source filled: shows whether context was there at all.
-    parts: dict[str, int] = {}
-    for part in result.prompt.parts:
-        parts[part.source] = parts.get(part.source, 0) + part.tokens
-    stats["prompt_parts"] = parts
+    stats["prompt_parts"] = _parts(result.prompt)
     return stats
+
+
+def _parts(prompt: Prompt) -> dict[str, int]:
+    """How many prompt tokens each context source filled: shows whether context was there at all."""
+    parts: dict[str, int] = {}
+    for part in prompt.parts:
+        parts[part.source] = parts.get(part.source, 0) + part.tokens
+    return parts
 
 
 Progress = Callable[[str], None]
@@ -91,6 +98,8 @@ class Completer(Protocol):
     """What the suites need from `Engine` (tests substitute a scripted one to check the scoring)."""
 
     def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion: ...
+
+    def prompt(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Prompt: ...
 
     def file_changed(self, root: Path, rel_path: str) -> None: ...
 
@@ -167,6 +176,45 @@ def run_humaneval(
 # -- repository line completion -------------------------------------------------------------------------------
 
 
+class Checkpoint:
+    """Each finished repository task appended to a JSON-lines file as it comes, so a long run that stopped (killed,
+    crashed, the machine restarted) resumes where it was instead of starting over."""
+
+    def __init__(self, path: Path | None, resume: bool) -> None:
+        self.path = path
+        self._done: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
+        if path is None:
+            return
+        if resume and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write("\n")  # after a line the stop cut short, the next record starts a line of its own
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                    key = (str(entry["mode"]), bool(entry["score_only"]))
+                    self._done.setdefault(key, {})[entry["record"]["task_id"]] = entry["record"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by the stop
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+
+    def done(self, mode: str, score_only: bool) -> dict[str, dict[str, Any]]:
+        return self._done.get((mode, score_only), {})
+
+    def add(self, mode: str, score_only: bool, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"mode": mode, "score_only": score_only, "record": record}, ensure_ascii=False) + "\n")
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def run_repo(
     engine: Completer,
     tasks: list[repo_tasks.RepoTask],
@@ -174,42 +222,75 @@ def run_repo(
     settings: Settings,
     progress: Progress,
     keep_prompts: bool = False,
+    splits: dict[str, str] | None = None,
+    score_only: bool = False,
+    label: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SuiteResult:
-    out = SuiteResult("repo", _sources(settings))
+    """Each task once with `settings`. `splits`: package -> split, recorded with each task for the report.
+    `score_only`: build the prompt and score the true line, without generating (a faster run for tuning, where the
+    log-probability is the signal). `checkpoint`: tasks it holds for this setting are taken from it, not run."""
+    out = SuiteResult("repo", label or _sources(settings))
+    done = checkpoint.done(out.context, score_only) if checkpoint is not None else {}
     started = time.monotonic()
     score = getattr(engine, "score", None)  # optional: engines that can score a line by teacher forcing
     workspaces: dict[str, repo_tasks.Workspace] = {}
+    # Run in file order: the window-only prompts of two lines of one file share their text up to the first masked
+    # line, and the model's cache serves that part again (the report pairs tasks by id, not by order).
+    ordered = sorted(tasks, key=lambda t: (t.package, t.rel_path, t.line))
+    ran = 0
     try:
-        for i, task in enumerate(tasks, 1):
+        for i, task in enumerate(ordered, 1):
+            if task.task_id in done:
+                out.tasks.append(done[task.task_id])
+                continue
+            ran += 1
             ws = workspaces.get(task.package)
             if ws is None:
                 ws = workspaces[task.package] = repo_tasks.Workspace(trees[task.package])
             with ws.masked(task):
                 engine.file_changed(ws.root, task.rel_path)
-                result = engine.complete(ws.root, task.rel_path, task.text, task.offset, settings)
+                if score_only:
+                    prompt = engine.prompt(ws.root, task.rel_path, task.text, task.offset, settings)
+                    result = None
+                else:
+                    result = engine.complete(ws.root, task.rel_path, task.text, task.offset, settings)
+                    prompt = result.prompt
             engine.file_changed(ws.root, task.rel_path)
-            prediction = first_line(result.text).strip()
             record: dict[str, Any] = {
                 "task_id": task.task_id,
+                "repo": task.package,
+                "split": (splits or {}).get(task.package, ""),
                 "names": list(task.names),
                 "target": task.target,
-                "suggestion": result.text,
-                "raw": result.generation.text,
-                "scored": prediction,
-                "exact_match": exact_match(prediction, task.target),
-                "edit_similarity": round(edit_similarity(prediction, task.target), 4),
-                "stats": _stats(result),
             }
+            if result is not None:
+                prediction = first_line(result.text).strip()
+                record.update(
+                    suggestion=result.text,
+                    raw=result.generation.text,
+                    scored=prediction,
+                    exact_match=exact_match(prediction, task.target),
+                    edit_similarity=round(edit_similarity(prediction, task.target), 4),
+                    stats=_stats(result),
+                )
+            else:
+                record["stats"] = {"prompt_tokens": len(prompt.ids), "prompt_parts": _parts(prompt)}
             if score is not None:
-                lp = score(result.prompt, task.target + "\n")
+                lp = score(prompt, task.target + "\n")
                 if lp is not None:
                     record["target_logprob"] = round(lp, 3)
             if keep_prompts:
-                record["prompt"] = result.prompt.text()
+                record["prompt"] = prompt.text()
             out.tasks.append(record)
+            if checkpoint is not None:
+                checkpoint.add(out.context, score_only, record)
+            shown = f"es {record['edit_similarity']:.2f}" if result is not None else ""
+            if "target_logprob" in record:
+                shown += f"{', ' if shown else ''}logprob {record['target_logprob']:.2f}"
             progress(
-                f"[repo context={out.context} {i}/{len(tasks)}] {task.task_id}: es {record['edit_similarity']:.2f}"
-                f"{' (exact)' if record['exact_match'] else ''}, {record['stats']['total_ms']:.0f} ms"
+                f"[repo context={out.context} {i}/{len(tasks)}] {task.task_id}: {shown}"
+                f"{' (exact)' if record.get('exact_match') else ''}, {(time.monotonic() - started) / ran:.1f} s/task"
             )
     finally:
         for ws in workspaces.values():
@@ -277,12 +358,75 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def parse_mode(spec: str, settings: Settings) -> tuple[str, Settings]:
+    """A context setting to compare: `all` (the sources the settings choose), `none` (the cursor window alone), a
+    comma list of sources, or `all-SOURCE[-SOURCE]` (the settings' sources less those). Returns (label, settings)."""
+    spec = spec.strip()
+    if spec == CONTEXT_OFF:
+        sources: tuple[str, ...] = ()
+    elif spec == "all" or spec.startswith("all-"):
+        drop = set(spec.split("-")[1:])
+        unknown = sorted(drop - set(ALL_CONTEXT_SOURCES))
+        if unknown:
+            raise SettingsError(f"Unknown context source(s) {', '.join(unknown)} in --mode {spec}.")
+        sources = tuple(s for s in settings.context_sources if s not in drop)
+    else:
+        sources = tuple(s.strip() for s in spec.split(",") if s.strip())
+        unknown = [s for s in sources if s not in ALL_CONTEXT_SOURCES]
+        if unknown or not sources:
+            raise SettingsError(
+                f"Unknown --mode {spec!r}: all, none, a comma list of {', '.join(ALL_CONTEXT_SOURCES)}, or "
+                "all-SOURCE (all but that one)."
+            )
+    return mode_label(sources), settings.merged({"context_sources": list(sources)})
+
+
+def mode_label(sources: tuple[str, ...]) -> str:
+    if not sources:
+        return CONTEXT_OFF
+    missing = [s for s in ALL_CONTEXT_SOURCES if s not in sources]
+    if len(missing) <= 2:
+        return "-".join(["all", *missing])
+    return ",".join(sources)
+
+
+def repo_sources_of(args: argparse.Namespace) -> list[repo_sources.Repo]:
+    if args.repo_source:
+        return [repo_sources.parse_repo(spec) for spec in args.repo_source]
+    return list(repo_sources.REPO_SETS[args.repos])
+
+
+def repo_task_list(
+    args: argparse.Namespace, progress: Progress
+) -> tuple[list[repo_tasks.RepoTask], dict[str, repo_tasks.SourceTree], dict[str, str]]:
+    """The tasks, the source tree of each package and the split of each package."""
+    trees: dict[str, repo_tasks.SourceTree] = {}
+    splits: dict[str, str] = {}
+    groups = []
+    cache = Path(args.repo_cache) if args.repo_cache else None
+    for repo in repo_sources_of(args):
+        if repo.dist:
+            progress(f"repository {repo.label} ({repo.split}): source distribution, cached in "
+                     f"{cache or repo_sources.default_cache()}")  # fmt: skip
+        tree = repo_sources.resolve(repo, cache)
+        if tree.name in trees:
+            raise SettingsError(f"Two repository sources are both package {tree.name!r}.")
+        trees[tree.name] = tree
+        splits[tree.name] = repo.split
+        groups.append(repo_tasks.build_tasks(tree, args.per_repo, args.seed))
+    return repo_tasks.interleave(groups, None if args.per_repo else args.limit), trees, splits
+
+
 def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    if args.report_from:
+        return _report_from(args)
     suites = parse_suites(args)
     settings = Settings.from_env().merged(overrides)
     limits = Limits(timeout_s=args.exec_timeout, cpu_s=args.exec_cpu, memory_mb=args.exec_memory_mb)
     if args.limit is not None and args.limit < 1:
         raise SettingsError("--limit must be at least 1.")
+    if args.per_repo is not None and args.per_repo < 1:
+        raise SettingsError("--per-repo must be at least 1.")
 
     def progress(line: str) -> None:
         if not args.quiet:
@@ -295,18 +439,19 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         if suite.startswith("humaneval")
     }
     trees: dict[str, repo_tasks.SourceTree] = {}
+    splits: dict[str, str] = {}
     repo_list: list[repo_tasks.RepoTask] = []
+    modes: list[tuple[str, Settings]] = []
     if "repo" in suites:
-        specs = args.repo_source or list(repo_tasks.DEFAULT_PACKAGES)
-        groups = []
-        for spec in specs:
-            tree = repo_tasks.source_tree(spec)
-            trees[tree.name] = tree
-            groups.append(repo_tasks.build_tasks(tree, None, args.seed))
-        repo_list = repo_tasks.interleave(groups, args.limit)
+        repo_list, trees, splits = repo_task_list(args, progress)
+        # Context first, then the window alone: each pass keeps its prompts' shared prefixes in the KV cache.
+        specs = args.mode or ["all", CONTEXT_OFF]
+        modes = [parse_mode(spec, settings) for spec in specs]
+        modes = list({label: mode for label, mode in modes}.items())  # each setting once
 
+    checkpoint = Checkpoint(Path(f"{args.out}.partial.jsonl") if args.out and repo_list else None, args.resume)
     started = time.monotonic()
-    engine = Engine(settings)
+    engine = Engine(settings, Path(args.memo) if args.memo else None)
     results: list[SuiteResult] = []
     try:
         progress(
@@ -315,21 +460,31 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         for suite, tasks in humaneval_tasks.items():
             results.append(run_humaneval(engine, suite, tasks, settings, limits, progress, args.keep_prompts))
         if repo_list:
-            # Context on first, then off: each pass keeps its prompts' shared prefixes in the KV cache.
-            modes = [settings] if not settings.context_sources else [settings, settings.merged({"context_sources": []})]
-            for mode in modes:
-                results.append(run_repo(engine, repo_list, trees, mode, progress, args.keep_prompts))
+            for label, mode in modes:
+                run = run_repo(
+                    engine, repo_list, trees, mode, progress, args.keep_prompts, splits, args.score_only, label,
+                    checkpoint,
+                )  # fmt: skip
+                results.append(run)
     finally:
         engine.close()
 
     repo_results = [r for r in results if r.suite == "repo"]
-    versus = compare_lines(repo_results[0], repo_results[1]) if len(repo_results) == 2 else None
+    by_label = {r.context: r for r in repo_results}
+    versus = (
+        compare_lines(repo_results[0], by_label[CONTEXT_OFF])
+        if len(repo_results) >= 2 and CONTEXT_OFF in by_label and repo_results[0].context != CONTEXT_OFF
+        else None
+    )
     report = {
         "fimble_version": __version__,
         "model": {"name": engine.info.name, "path": engine.info.path, "format": engine.info.format.name},
         "settings": {k: v for k, v in settings.lsp_dict().items() if k in _REPORTED_SETTINGS},
         "seed": args.seed,
         "limit": args.limit,
+        "per_repo": args.per_repo,
+        "score_only": args.score_only,
+        "repositories": [_describe_repo(r, trees) for r in repo_sources_of(args)] if repo_list else [],
         "sandbox": {
             "timeout_s": limits.timeout_s,
             "cpu_s": limits.cpu_s,
@@ -337,6 +492,7 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             "network_namespace": bool(network_namespace_prefix()),
         },
         "seconds": round(time.monotonic() - started, 1),
+        "memo": {"file": args.memo, "answered": engine.memo.hits, "asked": engine.memo.misses} if engine.memo else None,
         "results": [r.to_json() for r in results],
         "repo_context_vs_none": versus,
     }
@@ -346,8 +502,58 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             f"repo: context made the true line likelier on {versus['likelier']} tasks and less likely on "
             f"{versus['less_likely']} (teacher-forced log-probability)"
         )
+    if repo_results:
+        repo_report = build_report(
+            {r.context: r.tasks for r in repo_results}, CONTEXT_OFF if CONTEXT_OFF in by_label else None, args.seed
+        )
+        report["repo_report"] = repo_report
+        print()
+        print(format_report(repo_report))
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        checkpoint.finish()
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _describe_repo(repo: repo_sources.Repo, trees: dict[str, repo_tasks.SourceTree]) -> dict[str, str]:
+    tree = trees.get(repo.package)
+    return {
+        "package": repo.package,
+        "split": repo.split,
+        "source": repo.label,
+        "licence": repo.licence,
+        "path": str(tree.path) if tree is not None else "",
+    }
+
+
+def _report_from(args: argparse.Namespace) -> int:
+    """The repository report from earlier runs' JSON (`--out`), without a model: runs of the same tasks with
+    different context settings (say the window alone once, then each change tried) are compared as if one run."""
+    modes: dict[str, list[dict[str, Any]]] = {}
+    for name in args.report_from:
+        try:
+            data = json.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"Cannot read the results file {name}: {exc}") from exc
+        for result in data.get("results", []):
+            if result.get("suite") == "repo":
+                label = result["context"]
+                if label in modes:
+                    label = f"{label} ({Path(name).stem})"
+                modes[label] = result["tasks"]
+    if not modes:
+        raise SettingsError("No repository-suite results in the given files.")
+    ids = [{t["task_id"] for t in tasks} for tasks in modes.values()]
+    if any(i != ids[0] for i in ids):
+        print("note: the runs hold different tasks; differences use the tasks both hold", file=sys.stderr)
+    baseline = args.baseline if args.baseline else (CONTEXT_OFF if CONTEXT_OFF in modes else None)
+    if baseline is not None and baseline not in modes:
+        raise SettingsError(f"No run labelled {baseline!r}; have: {', '.join(modes)}.")
+    repo_report = build_report(modes, baseline, args.seed)
+    print(format_report(repo_report))
+    if args.out:
+        atomic_write_text(args.out, json.dumps({"repo_report": repo_report}, indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -20,8 +20,6 @@ from pathlib import Path, PurePosixPath
 from fimble.errors import FimbleError
 from fimble.trust.files import atomic_write_text
 
-DEFAULT_PACKAGES = ("pygls", "lsprotocol", "_pytest", "gitdb")
-MAX_TASKS_PER_FILE = 2  # spread a short run over many files instead of one file's habits
 MIN_TARGET_CHARS = 6
 MAX_TARGET_CHARS = 160
 MAX_FILE_BYTES = 400_000  # generated giants (lsprotocol's types.py) are skipped: nobody types them
@@ -269,9 +267,11 @@ def _candidate_lines(mod: _Module, modules: dict[str, _Module]) -> Iterator[tupl
 
 
 def build_tasks(
-    tree: SourceTree, limit: int | None = None, seed: int = 0, per_file: int | None = MAX_TASKS_PER_FILE
+    tree: SourceTree, limit: int | None = None, seed: int = 0, per_file: int | None = None
 ) -> list[RepoTask]:
-    """Line-completion tasks for one package, drawn with `seed`, at most `per_file` per file (None: all)."""
+    """Line-completion tasks for one package, drawn with `seed`: one line from each file (in a shuffled order of
+    files), then a second from each, and so on, so a short draw spreads over many files instead of one file's habits
+    and a long one still finds enough lines. At most `per_file` from one file (None: no cap)."""
     modules = _parse_modules(tree)
     by_file: dict[Path, list[RepoTask]] = {}
     for mod in modules.values():
@@ -298,16 +298,17 @@ def build_tasks(
     rng = random.Random(f"{seed}:{tree.name}")
     files = sorted(by_file)
     rng.shuffle(files)
-    picked: list[RepoTask] = []
+    queues: list[list[RepoTask]] = []
     for path in files:
         candidates = sorted(by_file[path], key=lambda t: t.line)
         rng.shuffle(candidates)
-        picked.extend(candidates[:per_file])
+        queues.append(candidates[:per_file])
+    picked = interleave(queues, None)
     return picked[:limit] if limit is not None else picked
 
 
 def interleave(groups: list[list[RepoTask]], limit: int | None) -> list[RepoTask]:
-    """Tasks from several packages, alternating, so a short run covers every package."""
+    """Tasks from several groups (files, packages), alternating, so a short run covers every group."""
     out: list[RepoTask] = []
     for i in range(max((len(g) for g in groups), default=0)):
         out.extend(g[i] for g in groups if i < len(g))
