@@ -74,7 +74,7 @@ def build_wheel(out: Path, repo: Path = REPO) -> Path:
     with tempfile.TemporaryDirectory(prefix="fimble-wheel-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
             shutil.copy2(repo / name, src / name)
         # server/fimble/prompts is a link to the repository's prompts/: copied as files.
         shutil.copytree(

@@ -78,13 +78,19 @@ def test_vsix_carries_its_own_server(vsix: Path) -> None:
         server = json.loads(z.read("extension/bundled/server.json"))
         wheel = z.read(f"extension/bundled/{server['wheel']}")
         installer = z.read(f"extension/bundled/{server['installer']}")
+        licence = z.read(next(n for n in z.namelist() if n.lower() in ("extension/license", "extension/license.txt")))
     assert server["version"] == manifest["version"]
     assert server["wheel"] == f"fimble-{manifest['version']}-py3-none-any.whl"
     assert hashlib.sha256(wheel).hexdigest() == server["sha256"]
     assert installer == (REPO / "editor-clients" / "install" / "fimble_install.py").read_bytes()
     with zipfile.ZipFile(io.BytesIO(wheel)) as w:
         names = set(w.namelist())
+        wheel_licence = w.read(
+            next(n for n in names if n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE"))
+        )
     assert "fimble/cli/main.py" in names and "fimble/prompts/fim/qwen2.5-coder.toml" in names
+    # One licence text: the repository's, in the wheel and the extension.
+    assert wheel_licence == licence.replace(b"\r\n", b"\n") == (REPO / "LICENSE").read_bytes()
     commands = {c["command"] for c in manifest["contributes"]["commands"]}
     assert {"fimble.installServer", "fimble.removeServer"} <= commands
 
