@@ -53,6 +53,7 @@ from fimble.evaluation.latency import (
     region_end,
     start_offset,
     start_server,
+    stop_server,
     wait_ready,
 )
 from fimble.evaluation.metrics import percentile, rounded
@@ -211,11 +212,7 @@ async def running_server(args: argparse.Namespace, work: Path, root: Path) -> An
         await wait_ready(client, args.load_timeout)
         yield server
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.shutdown_async(None), timeout=10)
-            client.exit(None)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.stop(), timeout=10)
+        await stop_server(client)
 
 
 # -- typing soak ----------------------------------------------------------------------------------------------------

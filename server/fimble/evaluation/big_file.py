@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import math
@@ -41,7 +40,6 @@ from fimble.evaluation.latency import (
     first_item,
     initialize,
     make_client,
-    plain,
     position,
     start_offset,
     start_server,
@@ -200,23 +198,11 @@ async def ask_until_whole(
                 run.requests = index + 1
                 break
             await asyncio.sleep(retry_ms / 1000)
-        debug = plain(
-            await asyncio.wait_for(
-                client.protocol.send_request_async(
-                    "fimble/debugPrompt",
-                    {"textDocument": {"uri": uri}, "position": {"line": pos.line, "character": pos.character}},
-                ),
-                timeout=args.request_timeout,
-            )
-        )
+        debug = await latency.debug_prompt(client, uri, pos, args.request_timeout)
         prompt = str(debug.get("prompt", ""))
         run.prompt_tokens = int(debug["tokens"]) if "tokens" in debug else None
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.shutdown_async(None), timeout=10)
-            client.exit(None)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.stop(), timeout=10)
+        await latency.stop_server(client)
     return run, prompt
 
 

@@ -373,6 +373,24 @@ class LogTail:
         return out
 
 
+async def debug_prompt(client: BenchClient, uri: str, pos: types.Position, timeout_s: float) -> dict[str, Any]:
+    """The exact prompt the server would build at `pos` (`fimble/debugPrompt`), as plain JSON."""
+    request = client.protocol.send_request_async(
+        "fimble/debugPrompt", {"textDocument": {"uri": uri}, "position": {"line": pos.line, "character": pos.character}}
+    )
+    answer = plain(await asyncio.wait_for(request, timeout=timeout_s))
+    return answer if isinstance(answer, dict) else {}
+
+
+async def stop_server(client: BenchClient) -> None:
+    """shutdown, exit and stop, each step bounded: a benchmark ends even when the server does not answer."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.shutdown_async(None), timeout=10)
+        client.exit(None)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.stop(), timeout=10)
+
+
 async def wait_ready(client: BenchClient, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -479,15 +497,7 @@ async def run_session(
             _take_status(req, [s for _, s in client.statuses[n_status:]], session)
             _take_log(req, log.completions())
             try:
-                debug = plain(
-                    await asyncio.wait_for(
-                        client.protocol.send_request_async(
-                            "fimble/debugPrompt",
-                            {"textDocument": {"uri": uri}, "position": {"line": pos.line, "character": pos.character}},
-                        ),
-                        timeout=args.request_timeout,
-                    )
-                )
+                debug = await debug_prompt(client, uri, pos, args.request_timeout)
                 req.prompt = str(debug.get("prompt", ""))
                 req.prompt_format = str(debug.get("format", ""))
                 req.prompt_tokens_debug = int(debug["tokens"]) if "tokens" in debug else None
@@ -502,11 +512,7 @@ async def run_session(
             session.requests.append(req)
     finally:
         # The server may already be gone; what matters is that it is stopped either way.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.shutdown_async(None), timeout=10)
-            client.exit(None)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.stop(), timeout=10)
+        await stop_server(client)
     return session
 
 
