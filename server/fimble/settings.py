@@ -137,15 +137,16 @@ class Settings:
     )
     workspace_trusted: bool = _setting(
         True,
-        "Set by the editor from its trust state (VS Code's Restricted Mode sends `false`): fimble then runs no git "
-        "command and no checker for the workspace. Any settings layer saying `false` wins.",
+        "Set by the editor from its trust state (VS Code: `workspace.isTrusted`; Restricted Mode sends `false`), "
+        "never from a settings file: `false` runs no git command and no checker for the workspace. It only goes "
+        "down: any settings layer saying `false` wins.",
         lowers_only=True,
     )
 
     # -- engines (in-process llama.cpp or a shared server) ----------------------------------------------------
     backend: str = _setting(
         "llama.cpp",
-        "Model engine: `llama.cpp` (in-process), `llama-server` or `openai` (a compatible server).",
+        "Model engine: `llama.cpp` (in-process), `llama-server` or `openai` (a shared server, README \"For teams\").",
         env="FIMBLE_BACKEND",
         choices=BACKENDS,
     )
