@@ -146,7 +146,7 @@ class Settings:
     # -- engines (in-process llama.cpp or a shared server) ----------------------------------------------------
     backend: str = _setting(
         "llama.cpp",
-        "Model engine: `llama.cpp` (in-process), `llama-server` or `openai` (a shared server, README \"For teams\").",
+        'Model engine: `llama.cpp` (in-process), `llama-server` or `openai` (a shared server, README "For teams").',
         env="FIMBLE_BACKEND",
         choices=BACKENDS,
     )
