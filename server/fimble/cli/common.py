@@ -11,6 +11,7 @@ from typing import Any
 from fimble.settings import FLAG, parse, setting_fields
 
 EXIT_USAGE = 2  # bad input or a model problem: one readable message on stderr
+_METAVARS = {"integer": "N", "number": "X", "string": "TEXT", "string[]": "A,B|none"}
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(f.flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         else:
             # Read as text and parsed by settings.py, so a bad value is blamed on the setting with its range.
-            group.add_argument(f.flag, dest=f.name, metavar=f.name.upper(), help=text)
+            metavar = "|".join(f.spec.choices) if f.kind == "string" and f.spec.choices else _METAVARS[f.kind]
+            group.add_argument(f.flag, dest=f.name, metavar=metavar, help=text)
 
 
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
