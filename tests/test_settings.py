@@ -38,7 +38,7 @@ def fimble(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         ("n_ctx", "-5", "0, or 64 to 1048576"),
         ("n_ctx", "32", "0, or 64 to 1048576"),
         ("n_gpu_layers", "-2", "-1, or 0 to 100000"),
-        ("time_budget_ms", "soon", "50 to 600000"),
+        ("time_budget_ms", "soon", "1 to 600000"),
         ("backend", "llama", "one of llama.cpp, llama-server, openai"),
         ("context_sources", "scope,nearby", "any of scope, definitions, similar, ring, git"),
         ("fix_allow_unverified", "maybe", "true or false"),

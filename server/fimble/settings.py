@@ -118,7 +118,7 @@ class Settings:
         3000,
         "A suggestion returns what was generated when this budget runs out.",
         env="FIMBLE_TIME_BUDGET_MS",
-        minimum=50,
+        minimum=1,
         maximum=600_000,
     )
     context_sources: tuple[str, ...] = _setting(

@@ -190,7 +190,7 @@ export function readServerSettings(
     promptCacheMb: int(cfg.get("promptCacheMb"), DEFAULTS.promptCacheMb, 0),
     maxTokens: int(cfg.get("maxTokens"), DEFAULTS.maxTokens, 1),
     temperature: num(cfg.get("temperature"), DEFAULTS.temperature, 0),
-    timeBudgetMs: int(cfg.get("timeBudgetMs"), DEFAULTS.timeBudgetMs, 50),
+    timeBudgetMs: int(cfg.get("timeBudgetMs"), DEFAULTS.timeBudgetMs, 1),
     contextSources: [...DEFAULTS.contextSources],
     fixMaxAttempts: int(cfg.get("fixMaxAttempts"), DEFAULTS.fixMaxAttempts, 1),
     fixTimeBudgetMs: int(cfg.get("fixTimeBudgetMs"), DEFAULTS.fixTimeBudgetMs, 1000),
