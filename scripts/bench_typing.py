@@ -139,9 +139,9 @@ def replay(
 ) -> dict[str, Any]:
     argv = ["--file", str(file), "--root", str(root), "--seed", str(seed), "--limit", str(args.limit), *extra]
     replay_args = replay_parser().parse_args(argv)
-    from fimble.cli.main import _overrides
+    from fimble.cli.common import setting_overrides
 
-    overrides = _overrides(replay_args)
+    overrides = setting_overrides(replay_args)
     settings = Settings.from_env().merged(overrides)
     model = str(resolve_model(settings.model).path)
     overrides.setdefault("model", model)
@@ -262,10 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _overrides_of(extra: Sequence[str]) -> dict[str, Any]:
-    from fimble.cli.main import _overrides
+    from fimble.cli.common import setting_overrides
 
     known, _ = replay_parser().parse_known_args(list(extra))
-    return _overrides(known)
+    return setting_overrides(known)
 
 
 if __name__ == "__main__":

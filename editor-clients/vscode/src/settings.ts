@@ -20,6 +20,8 @@ export interface ServerSettings {
   nGpuLayers: number;
   nThreads: number;
   nCtx: number;
+  nBatch: number;
+  promptCacheMb: number;
   maxTokens: number;
   temperature: number;
   timeBudgetMs: number;
@@ -50,6 +52,8 @@ export const SERVER_KEYS = [
   "nGpuLayers",
   "nThreads",
   "nCtx",
+  "nBatch",
+  "promptCacheMb",
   "maxTokens",
   "temperature",
   "timeBudgetMs",
@@ -78,6 +82,8 @@ export const DEFAULTS = {
   nGpuLayers: 0,
   nThreads: 0,
   nCtx: 4096,
+  nBatch: 512,
+  promptCacheMb: 256,
   maxTokens: 64,
   temperature: 0,
   timeBudgetMs: 3000,
@@ -180,19 +186,21 @@ export function readServerSettings(
     nGpuLayers: int(cfg.get("nGpuLayers"), DEFAULTS.nGpuLayers, -1),
     nThreads: int(cfg.get("nThreads"), DEFAULTS.nThreads, 0),
     nCtx: int(cfg.get("nCtx"), DEFAULTS.nCtx, 0),
+    nBatch: int(cfg.get("nBatch"), DEFAULTS.nBatch, 1),
+    promptCacheMb: int(cfg.get("promptCacheMb"), DEFAULTS.promptCacheMb, 0),
     maxTokens: int(cfg.get("maxTokens"), DEFAULTS.maxTokens, 1),
     temperature: num(cfg.get("temperature"), DEFAULTS.temperature, 0),
     timeBudgetMs: int(cfg.get("timeBudgetMs"), DEFAULTS.timeBudgetMs, 1),
     contextSources: [...DEFAULTS.contextSources],
     fixMaxAttempts: int(cfg.get("fixMaxAttempts"), DEFAULTS.fixMaxAttempts, 1),
-    fixTimeBudgetMs: int(cfg.get("fixTimeBudgetMs"), DEFAULTS.fixTimeBudgetMs, 1),
+    fixTimeBudgetMs: int(cfg.get("fixTimeBudgetMs"), DEFAULTS.fixTimeBudgetMs, 1000),
     fixAllowUnverified: cfg.get<boolean>("fixAllowUnverified", DEFAULTS.fixAllowUnverified) === true,
     fixCheckers: trust.trusted ? checkers(user<unknown>("fixCheckers", [])) : [],
-    checkerTimeoutMs: int(cfg.get("checkerTimeoutMs"), DEFAULTS.checkerTimeoutMs, 1),
+    checkerTimeoutMs: int(cfg.get("checkerTimeoutMs"), DEFAULTS.checkerTimeoutMs, 100),
     backend: BACKENDS.includes(backend) ? backend : DEFAULTS.backend,
     url: String(user<string>("url", DEFAULTS.url) ?? "").trim(),
     apiKeyEnv: String(user<string>("apiKeyEnv", DEFAULTS.apiKeyEnv) ?? "").trim() || DEFAULTS.apiKeyEnv,
-    requestTimeoutMs: int(cfg.get("requestTimeoutMs"), DEFAULTS.requestTimeoutMs, 1),
+    requestTimeoutMs: int(cfg.get("requestTimeoutMs"), DEFAULTS.requestTimeoutMs, 100),
     fallbackModel: modelPath("fallbackModel"),
     remoteModel: String(user<string>("remoteModel", DEFAULTS.remoteModel) ?? "").trim(),
     promptFormat: String(cfg.get<string>("promptFormat", DEFAULTS.promptFormat) ?? "").trim() || DEFAULTS.promptFormat,

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fimble.cli.main import print_json
+from fimble.cli.common import print_json
 from fimble.completion.pipeline import CompletionRequest, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents.document import Document

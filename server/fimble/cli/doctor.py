@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 from typing import Any
 
 from fimble import __version__
-from fimble.cli.main import print_json
+from fimble.cli.common import print_json
 from fimble.errors import FimbleError
 from fimble.model.gguf_meta import check_complete, read_header
 from fimble.model.llama_cpp_backend import default_threads, gpu_offload_supported
 from fimble.model.resolve import cache_dir, resolve_model
 from fimble.prompt.formats import select_format
-from fimble.settings import Settings
+from fimble.settings import ENV, FLAG, Settings, compose, env_layer
+from fimble.settings_docs import markdown_table, report_lines
+from fimble.settings_docs import report as settings_report
 
 GRAMMARS = ("python", "javascript", "typescript", "go", "rust", "c", "cpp", "java", "lua", "bash")
 
@@ -65,7 +68,25 @@ def gather(settings: Settings) -> dict[str, Any]:
     return report
 
 
+def run_settings(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """`fimble doctor --settings`: every setting, its value and where that came from (or, with --markdown, the
+    table of the docs)."""
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    composed = compose([(ENV, env_layer(os.environ)), (FLAG, overrides)])
+    if composed.problems:
+        raise composed.problems[0]
+    if args.json:
+        print_json(settings_report(composed))
+    else:
+        print("\n".join(report_lines(composed)))
+    return 0
+
+
 def run_doctor(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    if args.settings or args.markdown:
+        return run_settings(args, overrides)
     report = gather(Settings.from_env().merged(overrides))
     if args.json:
         print_json(report)

@@ -13,8 +13,8 @@ from typing import Any
 from fimble.agent.context import CodeContext, EngineContext, NoContext
 from fimble.agent.explain import ExplainRequest, explain
 from fimble.agent.history import repo_root
+from fimble.cli.common import print_json
 from fimble.cli.complete import read_document
-from fimble.cli.main import print_json
 from fimble.errors import DocumentError
 from fimble.model.backend import CancelToken
 from fimble.model.runtime import ModelRuntime

@@ -3,52 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from fimble import __version__
-from fimble.errors import FimbleError
+from fimble.cli.common import EXIT_USAGE, add_setting_flags, setting_overrides
+from fimble.errors import FimbleError, ModelError
 from fimble.evaluation.cli import add_arguments as add_eval_arguments
-
-EXIT_USAGE = 2
-
-
-def _setting_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model settings (override FIMBLE_* and editor settings)")
-    group.add_argument(
-        "--model", metavar="PATH", help="GGUF model file (default: FIMBLE_MODEL, then the embedded model)"
-    )
-    group.add_argument("--n-ctx", type=int, help="context window in tokens")
-    group.add_argument("--n-threads", type=int, help="CPU threads (0 = automatic)")
-    group.add_argument("--n-gpu-layers", type=int, help="layers offloaded to the GPU (-1 = all)")
-    group.add_argument("--max-tokens", type=int, help="most tokens generated")
-    group.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
-    group.add_argument("--time-budget-ms", type=int, help="stop generating after this long")
-    group.add_argument(
-        "--context",
-        metavar="SOURCES",
-        help="comma list of context sources, or 'none' for the cursor window only",
-    )
-    group.add_argument(
-        "--backend",
-        choices=("llama.cpp", "llama-server", "openai"),
-        help="model engine: in-process llama.cpp, or a shared llama-server / OpenAI-compatible server at --url",
-    )
-    group.add_argument("--url", metavar="URL", help="base URL of the model server for remote backends")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "model", "n_ctx", "n_threads", "n_gpu_layers", "max_tokens", "temperature", "time_budget_ms", "backend", "url",
-    )  # fmt: skip
-    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    if getattr(args, "context", None) is not None:
-        out["context_sources"] = args.context
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,26 +24,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
     serve.add_argument("--log-file", help="also write the log to this file")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    _setting_flags(serve)
+    add_setting_flags(serve)
 
     comp = sub.add_parser("complete", help="complete at FILE:LINE:COL (1-based) and print the suggestion")
     comp.add_argument("location", metavar="FILE:LINE:COL")
     comp.add_argument("--json", action="store_true", help="print suggestion, timings and token counts as JSON")
     comp.add_argument("--show-prompt", action="store_true", help="print the exact prompt sent to the model (stderr)")
-    _setting_flags(comp)
+    add_setting_flags(comp)
 
     expl = sub.add_parser("explain", help="explain lines START-END (1-based) of FILE, streaming Markdown")
     expl.add_argument("location", metavar="FILE:START-END")
     expl.add_argument("--json", action="store_true", help="print the Markdown and the context it used as JSON")
-    _setting_flags(expl)
+    add_setting_flags(expl)
 
     doctor = sub.add_parser("doctor", help="check the model, llama.cpp, GPU offload and grammars")
     doctor.add_argument("--json", action="store_true")
-    _setting_flags(doctor)
+    doctor.add_argument(
+        "--settings", action="store_true", help="every setting: value, where it came from, type, default, range"
+    )
+    doctor.add_argument("--markdown", action="store_true", help="with --settings: the settings table of the docs")
+    add_setting_flags(doctor)
 
     evaluate = sub.add_parser("eval", help="measure completion quality (HumanEval infilling, repository lines)")
     add_eval_arguments(evaluate)
-    _setting_flags(evaluate)
+    add_setting_flags(evaluate)
 
     models = sub.add_parser("models", help="manage model files")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
@@ -103,23 +69,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from fimble.cli.serve import run_serve
 
-            return run_serve(args, _overrides(args))
+            return run_serve(args, setting_overrides(args))
         if args.command == "complete":
             from fimble.cli.complete import run_complete
 
-            return run_complete(args, _overrides(args))
+            return run_complete(args, setting_overrides(args))
         if args.command == "explain":
             from fimble.cli.explain import run_explain
 
-            return run_explain(args, _overrides(args))
+            return run_explain(args, setting_overrides(args))
         if args.command == "doctor":
             from fimble.cli.doctor import run_doctor
 
-            return run_doctor(args, _overrides(args))
+            return run_doctor(args, setting_overrides(args))
         if args.command == "eval":
             from fimble.evaluation.harness import run_eval
 
-            return run_eval(args, _overrides(args))
+            return run_eval(args, setting_overrides(args))
         if args.command == "models":
             return _models(args, parser)
     except FimbleError as exc:
@@ -143,22 +109,9 @@ def _models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     if args.models_command == "path":
         resolved = resolve_model(Settings.from_env().model)
+        if not resolved.path.is_file():  # FIMBLE_MODEL or the embedded default, both read from the environment
+            raise ModelError(f"FIMBLE_MODEL names {resolved.path}, which is not a file. Set it to a .gguf model.")
         print(resolved.path)
         return 0
     parser.parse_args(["models", "--help"])
     return EXIT_USAGE
-
-
-def setup_logging(level: str, log_file: str | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
-    # pygls logs every message at INFO; keep its chatter out of the log unless asked for DEBUG.
-    if level != "DEBUG":
-        logging.getLogger("pygls").setLevel(logging.WARNING)
-
-
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, BinaryIO, cast
 
-from fimble.cli.main import EXIT_USAGE, setup_logging
+from fimble.cli.common import EXIT_USAGE, setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 from lsprotocol import types
 
 from fimble import __version__
-from fimble.cli.main import _overrides, _setting_flags
+from fimble.cli.common import add_setting_flags, setting_overrides
 from fimble.evaluation import latency
 from fimble.evaluation.latency import (
     BareLlama,
@@ -279,7 +279,7 @@ def overhead_run(file: Path, root: Path, args: argparse.Namespace, work: Path) -
         ]
         + (["--line", str(args.line)] if args.line else [])
     )
-    overrides = _overrides(replay)
+    overrides = setting_overrides(replay)
     overrides.setdefault("n_threads", 1)  # the tiny model's compute is negligible; one thread leaves a core free
     session = asyncio.run(latency.run_session(replay, overrides, work))
     summary = latency.summarize(session, Settings.from_env().merged(overrides), {})
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--load-timeout", type=float, default=300.0)
     parser.add_argument("--out", help="write the report as JSON here")
-    _setting_flags(parser)
+    add_setting_flags(parser)
     return parser
 
 
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     file = Path(args.file).resolve() if args.file else default_file()
     root = Path(args.root).resolve() if args.root else file.parent
-    base = _overrides(args)
+    base = setting_overrides(args)
     from fimble.model.resolve import resolve_model
 
     model_path = str(resolve_model(Settings.from_env().merged(base).model).path)

@@ -39,7 +39,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from fimble import __version__
-from fimble.cli.main import _overrides, _setting_flags
+from fimble.cli.common import add_setting_flags, setting_overrides
 from fimble.completion.filters.base import indent_width
 from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
@@ -849,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep each request's exact prompt in the JSON (to see what broke reuse)",
     )
-    _setting_flags(parser)  # --model, --context, --backend, --url, ... exactly as `fimble serve` takes them
+    add_setting_flags(parser)  # --model, --context, --backend, --url, ... exactly as `fimble serve` takes them
     return parser
 
 
@@ -859,7 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench_latency: --limit must be at least 1", file=sys.stderr)
         return 2
     args.file = args.file or str(default_file())
-    overrides = _overrides(args)  # --backend/--url among them: passed through to fimble's engine setting
+    overrides = setting_overrides(args)  # --backend/--url among them: passed through to fimble's engine setting
     settings = Settings.from_env().merged(overrides)
     from fimble.model.resolve import resolve_model
 

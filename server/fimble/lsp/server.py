@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import dataclasses
 import functools
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -33,7 +33,7 @@ from fimble.completion.filters import Suggestion
 from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents import Document, DocumentStore
-from fimble.errors import FimbleError, SettingsError
+from fimble.errors import FimbleError
 from fimble.lsp.agent_features import AgentFeatures
 from fimble.lsp.agent_features import register as register_agent_features
 from fimble.lsp.connection import LoopMonitor, run_connection
@@ -51,7 +51,7 @@ from fimble.lsp.protocol import FimbleProtocol, fail_fast_converter
 from fimble.lsp.warmup import WarmUps
 from fimble.model.backend import ModelBackend
 from fimble.model.runtime import Cancelled, ModelRuntime, State
-from fimble.settings import Settings
+from fimble.settings import CONFIGURATION, ENV, FLAG, INIT_OPTIONS, Composed, compose, env_layer
 from fimble.trust.paths import NO_FOLDERS, WorkspaceFolders
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,9 @@ class FimbleServer(LanguageServer):
         self.cli_overrides = cli_overrides or {}
         self.init_options: dict[str, Any] = {}
         self.workspace_settings: dict[str, Any] = {}
-        self.settings = self._compose_settings()
+        self.composed: Composed | None = None
+        self.composed = self._compose_settings()  # problems in it are told once the client is there (initialize)
+        self.settings = self.composed.settings
         self.store.max_bytes = self.settings.max_document_bytes
         self.root: Path | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -106,25 +108,23 @@ class FimbleServer(LanguageServer):
         self.runtime.on_status(self._on_model_status)
 
     # -- settings ----------------------------------------------------------------------------------------
-    def _compose_settings(self) -> Settings:
-        settings = Settings.from_env()
-        layers = (self.init_options, self.workspace_settings, self.cli_overrides)
-        for layer in layers:
-            settings = settings.merged(layer)
-        # Trust only goes down: a later layer (workspace/configuration, which some clients fill from files in the
-        # workspace) must not switch it back on after the client said the workspace is not trusted.
-        if any(Settings().merged({"workspaceTrusted": layer.get("workspaceTrusted")}).workspace_trusted is False
-               for layer in layers if isinstance(layer.get("workspaceTrusted"), bool)):  # fmt: skip
-            settings = dataclasses.replace(settings, workspace_trusted=False)
-        return settings
+    def _compose_settings(self) -> Composed:
+        layers = (
+            (ENV, env_layer(os.environ)),
+            (INIT_OPTIONS, self.init_options),
+            (CONFIGURATION, self.workspace_settings),
+            (FLAG, self.cli_overrides),
+        )
+        return compose(layers, self.composed)
 
     def update_settings(self) -> bool:
-        """Recompute settings; returns True when the model must be loaded again."""
-        try:
-            self.settings = self._compose_settings()
-        except SettingsError as exc:
-            self.show_error(str(exc))
-            return False
+        """Recompute settings; returns True when the model must be loaded again. A bad value is told to the user
+        once and that setting keeps its previous value; the other settings of the update apply."""
+        self.composed = self._compose_settings()
+        self.settings = self.composed.settings
+        for problem in self.composed.problems:
+            log.warning("%s", problem)
+            self.tell_once(f"setting: {problem}", f"{problem} Keeping the previous value.", types.MessageType.Error)
         for doc in self.store.set_limit(self.settings.max_document_bytes):
             self.set_aside(doc)
         return self.runtime.needs_reload(self.settings)
