@@ -22,7 +22,7 @@ from fimble.context.base import ContextProvider, ContextQuery, ContextResult
 from fimble.context.tokens import label_parts, token_counter
 from fimble.context.window import cut_prefix, cut_suffix
 from fimble.errors import ContextOverflowError
-from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend, OnText
+from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend, OnText, Warms
 from fimble.prompt.assemble import Prompt, Snippet, Window, assemble, context_as_comments
 from fimble.settings import Settings
 
@@ -353,12 +353,11 @@ def warm_accepted(
 
 
 def can_warm(backend: ModelBackend) -> bool:
-    return callable(getattr(backend, "warm", None))  # optional: remote engines keep their own caches
+    return isinstance(backend, Warms)  # optional: an OpenAI-compatible server keeps its own cache
 
 
 def evaluate(backend: ModelBackend, prompt: Prompt, cancel: CancelToken) -> int:
     """Evaluate `prompt` into the KV cache, stopping between two batches once `cancel` is set; the tokens evaluated."""
-    warm_fn = getattr(backend, "warm", None)
-    if warm_fn is None or cancel.cancelled:
+    if not isinstance(backend, Warms) or cancel.cancelled:
         return 0
-    return int(warm_fn(prompt.ids, cancel, prompt.boundaries))
+    return int(backend.warm(prompt.ids, cancel, prompt.boundaries))

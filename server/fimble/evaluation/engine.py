@@ -16,7 +16,7 @@ from fimble.context.engine import ContextEngine
 from fimble.context.tokens import token_counter
 from fimble.documents.languages import language_from_path
 from fimble.evaluation.memo import MemoBackend, ModelMemo
-from fimble.model.backend import CancelToken, ModelBackend, ModelInfo
+from fimble.model.backend import CancelToken, ModelBackend, ModelInfo, Scores
 from fimble.model.prompt_states import common_prefix
 from fimble.model.runtime import ModelRuntime
 from fimble.prompt.assemble import Prompt
@@ -160,12 +160,12 @@ class Engine:
         remote servers). The prompt and the text are tokenized together, as the model would read them."""
 
         def run(backend: ModelBackend) -> float | None:
-            if getattr(backend, "log_likelihood", None) is None:
+            scorer = self._backend(backend)
+            if not isinstance(backend, Scores) or not isinstance(scorer, Scores):
                 return None
-            scorer = self._backend(backend).log_likelihood  # type: ignore[attr-defined]
             joined = backend.encode(merge_text([*prompt.pieces, text]))
             keep = common_prefix(prompt.ids, joined)
-            return float(scorer(joined[:keep], joined[keep:]))
+            return float(scorer.log_likelihood(joined[:keep], joined[keep:]))
 
         return self.runtime.run_sync(run)
 

@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from fimble.errors import ModelError
 from fimble.prompt.formats import FimFormat, Piece, Special
+
+T = TypeVar("T")
 
 StopReason = Literal["eos", "stop", "length", "cancelled", "deadline", "context"]
 
@@ -120,6 +122,40 @@ class ModelBackend(Protocol):
     ) -> GenerationResult: ...
 
     def close(self) -> None: ...
+
+
+# Optional capabilities: an engine has one when it implements the method; callers ask with isinstance, so what an
+# engine may offer is written here, once, and checked by mypy where it is implemented.
+
+
+@runtime_checkable
+class Warms(Protocol):
+    """Evaluates a prompt into its cache ahead of the request that will need it (in-process llama.cpp, and
+    llama-server's slot). `boundaries`: token offsets where a checkpoint lets a later prompt that differs from there
+    on keep what comes before."""
+
+    def warm(self, prompt: Sequence[int], cancel: CancelToken, boundaries: Sequence[int] = ()) -> int: ...
+
+
+@runtime_checkable
+class Scores(Protocol):
+    """Teacher-forced log-probability of `continuation` after `prompt` (the evaluation's low-noise signal)."""
+
+    def log_likelihood(self, prompt: Sequence[int], continuation: Sequence[int]) -> float: ...
+
+
+@runtime_checkable
+class RoutesCalls(Protocol):
+    """Chooses the engine for a whole request itself (a remote session: the server, or its fallback model)."""
+
+    def call(self, fn: Callable[[ModelBackend], T]) -> T: ...
+
+
+@runtime_checkable
+class ReportsStatus(Protocol):
+    """Reports its own state (a remote session: the server reachable or not), now and whenever it changes."""
+
+    def bind_status(self, sink: Callable[..., None]) -> None: ...
 
 
 def take_piece(

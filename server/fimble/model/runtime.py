@@ -16,10 +16,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Literal, TypeVar
 
 from fimble.errors import FimbleError, ModelError, SettingsError
-from fimble.model.backend import CancelToken, ModelBackend
+from fimble.model.backend import CancelToken, ModelBackend, ReportsStatus, RoutesCalls
 from fimble.model.gguf_meta import read_header
 from fimble.model.resolve import ResolvedModel, resolve_model
 from fimble.settings import Settings
@@ -87,9 +87,8 @@ def load_backend(resolved: ResolvedModel, settings: Settings) -> ModelBackend:
 
 def run_on(backend: ModelBackend, fn: Callable[[ModelBackend], T]) -> T:
     """Run one request; a remote session picks the server or the fallback model for the whole of it."""
-    call = getattr(backend, "call", None)
-    if callable(call):
-        return cast(T, call(fn))
+    if isinstance(backend, RoutesCalls):
+        return backend.call(fn)
     return fn(backend)
 
 
@@ -198,14 +197,13 @@ class ModelRuntime:
             self._set_state("error", str(outcome.error))
             return
         outcome.backend = backend
-        bind = getattr(backend, "bind_status", None)
-        if callable(bind):
+        if isinstance(backend, ReportsStatus):
             # A remote session reports the server's state itself, now and whenever it changes.
             def remote_status(state: State, message: str, session: ModelBackend = backend) -> None:
                 self.model_name = session.info.name
                 self._set_state(state, message)
 
-            bind(remote_status)
+            backend.bind_status(remote_status)
             return
         info = backend.info
         self.model_name = info.name
