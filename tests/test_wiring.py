@@ -79,8 +79,9 @@ def start(tmp_path: Path, tiny_model: Path) -> Iterator[Callable[..., Session]]:
         return session
 
     yield make
-    for server in servers:
-        server.close()
+    for server in servers:  # not server.close(): it stops the fix checkers of the whole process, for good
+        if server.context_engine is not None:
+            server.context_engine.close()
         server.runtime.shutdown()
 
 
