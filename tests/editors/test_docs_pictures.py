@@ -46,29 +46,10 @@ nvim_factory = conftest_nvim.nvim_factory
 
 pytestmark = [pytest.mark.editor, pytest.mark.default_model, pytest.mark.timeout(1800)]
 
-# The example of the README's quick start, stopped where the model is to write the recursive case.
-FIBONACCI = '''"""The Fibonacci numbers."""
-
-
-def fibonacci(n: int) -> int:
-    """Return the n-th Fibonacci number."""
-    if n < 2:
-        return n
-    return
-
-
-def main() -> None:
-    for i in range(10):
-        print(i, fibonacci(i))
-
-
-if __name__ == "__main__":
-    main()
-'''
-FIBONACCI_LINE = 8  # "    return", typed on to "    return "
 # A typo fimble's syntax check flags; the embedded model fixes it and the fix is verified (tests/agent).
 TOTALS = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    retrun s\n"
 TOTALS_LINE = 5
+# A small module, stopped where the model is to write the last function's body (its last line is the indentation).
 CIRCLE = '''import math
 
 
@@ -111,7 +92,7 @@ def test_vscode_pictures(code_server: CodeServer, tmp_path: Path) -> None:
     server_log = tmp_path / "fimble-server.log"
     workspace = tmp_path / "project"
     workspace.mkdir()
-    (workspace / "fibonacci.py").write_text(FIBONACCI)
+    (workspace / "circle.py").write_text(CIRCLE)
     (workspace / "totals.py").write_text(TOTALS)
 
     code_server.env.update(_model_env())
@@ -126,7 +107,7 @@ def test_vscode_pictures(code_server: CodeServer, tmp_path: Path) -> None:
         "fimble.maxTokens": 24,
         "fimble.timeBudgetMs": 60000,
         "fimble.fixTimeBudgetMs": 300000,
-        # The picture shows fimble's suggestion for the file itself.
+        # Both editors' pictures show the suggestion for the file alone (other files' code goes in no prompt).
         "fimble.contextSources": [],
         "workbench.colorTheme": "Default Dark Modern",
         "editor.fontSize": 15,
@@ -142,9 +123,9 @@ def test_vscode_pictures(code_server: CodeServer, tmp_path: Path) -> None:
         **os.environ,
         "FIMBLE_E2E_MODE": "docs",
         "FIMBLE_E2E_URL": f"http://127.0.0.1:{code_server.port}/?folder={workspace}",
-        "FIMBLE_E2E_FILE": "fibonacci.py",
-        "FIMBLE_E2E_LINE": str(FIBONACCI_LINE),
-        "FIMBLE_E2E_TYPE": " ",
+        "FIMBLE_E2E_FILE": "circle.py",
+        "FIMBLE_E2E_LINE": str(CIRCLE.count("\n") + 1),
+        "FIMBLE_E2E_TYPE": "return ",
         "FIMBLE_E2E_FIX_FILE": "totals.py",
         "FIMBLE_E2E_FIX_LINE": str(TOTALS_LINE),
         "FIMBLE_E2E_RESULT": str(result_file),
@@ -168,7 +149,7 @@ def test_vscode_pictures(code_server: CodeServer, tmp_path: Path) -> None:
     docs = result["docs"]
     ghost = (docs.get("ghostText") or "").replace("\u00a0", " ")
     assert ghost.strip(), explain_failure("no ghost text")
-    assert "return" in docs["editor"] and "def fibonacci" in docs["editor"], explain_failure("not the example file")
+    assert "def circumference" in docs["editor"], explain_failure("not the example file")
     first = ghost.strip().splitlines()[0][:12]
     assert first in docs["accepted"].replace("\u00a0", " "), explain_failure("Tab did not accept it")
     assert "ms" in ((docs.get("status") or {}).get("label", "")), explain_failure("no latency in the status bar")
@@ -184,10 +165,11 @@ def test_vscode_pictures(code_server: CodeServer, tmp_path: Path) -> None:
         _check_picture(out / name, (1200, 800))
 
 
-def _screenshot(s: NvimSession, path: Path) -> Path:
+def _screenshot(s: NvimSession, path: Path) -> str:
+    """Draws Neovim's screen into `path`; returns its text."""
     grid = capture_screen(s.socket_path, width=88, height=22)
-    path.with_suffix(".txt").write_text(grid.text() + "\n")
-    return render_png(grid, path)
+    _check_picture(render_png(grid, path), (700, 300))
+    return grid.text()
 
 
 def test_nvim_pictures(nvim_factory: Callable[..., NvimSession], tmp_path: Path) -> None:
@@ -223,10 +205,8 @@ def test_nvim_pictures(nvim_factory: Callable[..., NvimSession], tmp_path: Path)
     [(_id, _row, _col, details)] = s.ghost_extmarks()
     assert details["virt_text"][0][1] == "FimbleSuggestion"
     assert s.lines()[-1] == "    return "  # shown, not inserted
-    ghost = _screenshot(s, out / "nvim-ghost-text.png")
-    text = ghost.with_suffix(".txt").read_text()
-    assert "def circumference" in text and suggestion.split("\n")[0].strip() in text, text
-    _check_picture(ghost, (700, 300))
+    screen = _screenshot(s, out / "nvim-ghost-text.png")
+    assert "def circumference" in screen and suggestion.split("\n")[0].strip() in screen, screen
 
     # Accept it, then explain the file in the floating window.
     s.nvim.input("<M-l>")
@@ -240,5 +220,5 @@ def test_nvim_pictures(nvim_factory: Callable[..., NvimSession], tmp_path: Path)
     )
     assert explanation.strip() and "failed" not in explanation, explanation
     time.sleep(0.3)  # the last redraw of the floating window
-    explain = _screenshot(s, out / "nvim-explain.png")
-    _check_picture(explain, (700, 300))
+    screen = _screenshot(s, out / "nvim-explain.png")
+    assert "fimble: explanation" in screen, screen

@@ -537,10 +537,14 @@ async function docsFlow(page) {
   }
   docs.explanation = explanation;
   step("explanation", explanation ? { state: explanation.state, chars: explanation.text.length } : { missing: true });
+  if (!explanation || explanation.state !== "done") {
+    throw new Error("the explanation did not finish: no picture of a half-written one");
+  }
   await page.keyboard.press("Escape");
   await docsShot(page, "vscode-explain.png");
 
-  // A typo flagged by fimble's diagnostic, then "fimble: Fix at cursor" on its line.
+  // A typo flagged by fimble's diagnostic, then "fimble: Fix at cursor" on its line, alone on screen.
+  await runCommand(page, "View: Close All Editors");
   const fixEditor = await openFile(page, env.FIMBLE_E2E_FIX_FILE);
   await fixEditor.locator(".squiggly-error").first().waitFor({ state: "visible", timeout: T });
   await fixEditor.locator(".view-lines").click();
