@@ -34,7 +34,7 @@ from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend
 from fimble.prompt.formats import FimFormat
 from fimble.settings import Settings
-from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS, TinyModelSpec, write_tiny_gguf
 
 
 def orders(fmt: FimFormat) -> dict[str, FimFormat]:
