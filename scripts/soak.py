@@ -43,20 +43,18 @@ from typing import Any
 from lsprotocol import types
 
 import fimble
-from fimble.evaluation.latency import (
+from fimble.evaluation.metrics import percentile, rounded
+from fimble_dev.lsp_client import (
     BenchClient,
-    Typist,
     first_item,
     initialize,
     make_client,
     position,
-    region_end,
-    start_offset,
     start_server,
     stop_server,
     wait_ready,
 )
-from fimble.evaluation.metrics import percentile, rounded
+from fimble_dev.typist import Typist, region_end, start_offset
 
 # Targets from issue #14.
 TARGET_GROWTH_MB_PER_2000 = 20.0  # RSS growth after warm-up, per 2,000 keystrokes, with the prompt cache full
