@@ -11,6 +11,9 @@ generates as many tokens as fimble did: the "cold" cost a plain integration pays
 fimble's latency to that cost is the headline. `--peer-url` sends the same request to a llama.cpp `llama-server`
 (which has its own prompt cache) for a side-by-side figure. Measuring the three back to back keeps them comparable
 on a machine whose load changes from minute to minute.
+
+This module is the report and the command (`scripts/bench_latency.py`); the replay is `replay.py`, the typist
+`typist.py`, the LSP client `lsp_client.py`, the baselines `baselines.py`.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def make_client(init_options: dict[str, Any]) -> BenchClient:
 
 async def start_server(client: BenchClient, log_path: Path, env: dict[str, str]) -> None:
     """Run `python -m fimble serve` with its stderr (its log) appended to `log_path`: an unread pipe would fill up
-    and stall the server."""
+    and stall the server. The log is only shown when a run fails; the figures come from `fimble/status`."""
     await client.start_io(
         "/bin/sh", "-c", 'exec "$@" 2>>"$0"', str(log_path), sys.executable, "-m", "fimble", "serve", env=env
     )  # fmt: skip
