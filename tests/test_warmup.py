@@ -14,7 +14,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
 from tests.conftest import Recorder, inline_params, open_doc, start_client, wait_until
 
 BIG = "file:///work/big.py"

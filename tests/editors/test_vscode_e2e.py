@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from fimble.testing.tiny_gguf import write_not_gguf, write_tiny_gguf
+from fimble_dev.tiny_gguf import write_not_gguf, write_tiny_gguf
 
 CODE_SERVER_VERSION = "4.100.3"
 REPO = Path(__file__).resolve().parents[2]

@@ -427,6 +427,9 @@ class FimbleServer(LanguageServer):
             generatedTokens=g.generated_tokens,
             serverMs=round(result.timings_ms["total"] - g.prompt_ms - g.generate_ms, 1),
             queueMs=round(result.timings_ms.get("queue", 0.0), 1),
+            stopReason=g.stop_reason,
+            # by phase (prompt_build, prompt_eval, generate, filters, alternatives, total, queue): for benchmarks
+            timingsMs={phase: round(ms, 1) for phase, ms in result.timings_ms.items()},
             cached=False,
             **({"emptyReason": result.empty_reason} if result.empty_reason else {}),
         )
