@@ -42,7 +42,7 @@ def _block(text: str) -> str:
 
 
 def _big_file(result: dict[str, Any]) -> str:
-    from fimble.evaluation.big_file import format_report
+    from fimble_dev.big_file import format_report
 
     return _block(format_report(result))
 
