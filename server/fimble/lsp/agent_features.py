@@ -1,7 +1,8 @@
-"""LSP handlers for the fix and explain agent: thin translations to `fimble.agent`.
+"""The fix and explain agent behind the LSP handlers (registered in lsp/server.py): thin translations to
+`fimble.agent`.
 
-- fimble's own syntax diagnostics, published (debounced) after edits; hooked on the document store, since the base
-  server owns didOpen/didChange;
+- fimble's own syntax diagnostics, published (debounced) after edits: `on_edit` is one of the document store's edit
+  listeners, registered in `create_server`;
 - textDocument/codeAction lists "Fix with fimble: ..." and "Explain with fimble" without running the model;
   codeAction/resolve runs the fix loop and returns a versioned edit (or says why there is none);
 - workspace/executeCommand `fimble.explain` streams `fimble/explanation` notifications and returns the Markdown;
@@ -18,11 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
-from pygls.lsp.server import LanguageServer
 
 from fimble.agent.actions import (
-    EXPLAIN_COMMAND,
-    FIX_COMMAND,
     code_actions,
     diagnostics_at,
     parse_fix_data,
@@ -37,12 +35,12 @@ from fimble.agent.explain import ExplainRequest, explain
 from fimble.agent.fix_loop import FixOutcome, FixRequest, run_fix
 from fimble.documents.document import Document, TextEdit
 from fimble.errors import DocumentError, FimbleError
-from fimble.lsp.convert import offset_of, rpc_error, to_plain
+from fimble.lsp.convert import rpc_error, to_plain
 from fimble.model.runtime import Cancelled
 from fimble.trust.paths import uri_to_path
 
 if TYPE_CHECKING:
-    # Only for types: the server module calls `register` from create_server, so importing it here would be a cycle.
+    # Only for types: the server module creates AgentFeatures, so importing it here would be a cycle.
     from fimble.lsp.server import FimbleServer
 
 log = logging.getLogger(__name__)
@@ -59,7 +57,6 @@ class AgentFeatures:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.published: dict[str, list[types.Diagnostic]] = {}
-        server.store.on_edit(self.on_edit)
 
     def forget(self, uri: str) -> None:
         """Drop what is kept for a document closed or grown past the size limit: its pending diagnostics timer, its
@@ -75,10 +72,10 @@ class AgentFeatures:
 
     @property
     def context(self) -> CodeContext:
-        """The server's context engine (created when the model starts loading), else nothing."""
+        """The server's context engine (created in `initialized`), else nothing."""
         if self._context is not None:
             return self._context
-        engine = getattr(self.server, "context_engine", None)
+        engine = self.server.context_engine
         if engine is None:
             return NoContext()
         if self._engine_context is None or self._engine_context.engine is not engine:
@@ -107,6 +104,7 @@ class AgentFeatures:
 
     # -- syntax diagnostics ------------------------------------------------------------------------------
     def on_edit(self, doc: Document, edits: list[TextEdit]) -> None:
+        """A document store edit listener: (re)starts the document's diagnostics timer."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # edits applied outside the server loop (tests, CLI): nothing to publish to
@@ -123,9 +121,8 @@ class AgentFeatures:
         task.add_done_callback(self._tasks.discard)
 
     async def publish(self, uri: str) -> None:
-        store = self.server.store
-        doc = store.find(uri)
-        if doc is None or store.oversized(doc):
+        doc = self.server.served(uri)
+        if doc is None:
             return
         text, version, language = doc.text, doc.version, doc.language_id
         try:
@@ -133,8 +130,8 @@ class AgentFeatures:
         except Exception:
             log.exception("syntax diagnostics failed for %s", uri)
             return
-        doc = store.find(uri)
-        if doc is None or doc.version != version or store.oversized(doc) or doc.text != text:
+        doc = self.server.served(uri)
+        if doc is None or doc.version != version or doc.text != text:
             return  # closed, set aside or edited meanwhile (that edit's own timer publishes)
         diagnostics = [to_diagnostic(doc, p) for p in problems]
         if diagnostics == self.published.get(uri, []):
@@ -155,8 +152,8 @@ class AgentFeatures:
         return bool(support and "edit" in support.properties)
 
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
-        doc = self.server.store.find(params.text_document.uri)
-        if doc is None or self.server.store.oversized(doc):
+        doc = self.server.served(params.text_document.uri)
+        if doc is None:
             return []
         own = diagnostics_at(self.published.get(doc.uri, []), params.range)
         return code_actions(doc, params, own, resolve_edits=self.resolves_edits())
@@ -259,11 +256,8 @@ class AgentFeatures:
         except Exception:
             raise JsonRpcInvalidParams("fimble.explain: 'range' is not an LSP Range.") from None
         uri = arg["uri"]
-        doc = ls.document(uri, within_limit=True)
-        try:
-            start, end = offset_of(doc, r.start), offset_of(doc, r.end)
-        except FimbleError as exc:
-            raise rpc_error(exc) from None
+        doc, start = ls.resolve(uri, r.start)
+        end = ls.offset(doc, r.end)
         token = arg.get("token") if isinstance(arg.get("token"), str) else f"fimble-explain-{uuid.uuid4().hex[:12]}"
         request = ExplainRequest(
             uri=uri,
@@ -300,38 +294,3 @@ class AgentFeatures:
         ls.notify_status("ready", "explained")
         await asyncio.sleep(0)  # let the queued notifications go out before the response
         return {"markdown": result.markdown, "token": token}
-
-
-def register(server: FimbleServer, context: CodeContext | None = None) -> AgentFeatures:
-    """Add the agent's capabilities to the server (one call from `create_server`). Handlers annotate `ls` with
-    pygls' LanguageServer because pygls resolves command handlers' annotations at run time."""
-    agent = AgentFeatures(server, context)
-    server.agent = agent
-
-    @server.feature(
-        types.TEXT_DOCUMENT_CODE_ACTION,
-        types.CodeActionOptions(
-            code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite],
-            resolve_provider=True,
-        ),
-    )
-    def on_code_action(ls: LanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-        return agent.code_actions(params)
-
-    @server.feature(types.CODE_ACTION_RESOLVE)
-    async def on_code_action_resolve(ls: LanguageServer, action: types.CodeAction) -> types.CodeAction:
-        return await agent.resolve(action)
-
-    @server.command(EXPLAIN_COMMAND)
-    async def on_explain(ls: LanguageServer, *args: Any) -> dict[str, Any]:
-        if len(args) != 1:
-            raise JsonRpcInvalidParams("fimble.explain needs one argument {uri, range, token?}.")
-        return await agent.explain(args[0])
-
-    @server.command(FIX_COMMAND)
-    async def on_fix(ls: LanguageServer, *args: Any) -> dict[str, Any]:
-        if len(args) != 1:
-            raise JsonRpcInvalidParams("fimble.fix needs the fix action's data as its one argument.")
-        return await agent.fix_command(args[0])
-
-    return agent

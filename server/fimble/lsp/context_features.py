@@ -1,8 +1,9 @@
-"""LSP wiring of the context engine: created when the model load starts (the workspace root is known by then),
-indexing in the background with $/progress, kept current by didSave and workspace/didChangeWatchedFiles.
+"""LSP side of the context engine: created in `initialized` (the workspace root and the trust setting are known
+by then), indexing in the background with $/progress, kept current by didSave and workspace/didChangeWatchedFiles
+(the handlers in lsp/server.py call it).
 
-Document opens and edits reach the engine through the document store's edit listener, so the server's own didOpen
-and didChange handlers need no changes.
+Once attached, the engine hears of every open and edit of a document within the size limit from the document
+store (its syntax trees and its recent-edit bookkeeping): `create_server` registers no handler for that.
 """
 
 from __future__ import annotations
@@ -29,41 +30,19 @@ WATCH_GLOBS = (
 )
 
 
-def register(server: FimbleServer) -> None:
-    """Hook the context engine into `server`; call once from create_server."""
-
-    def on_status(state: str, _message: str) -> None:
-        if state != "loading" or server.context_engine is not None:
-            return
-        loop = server.loop
-        if loop is None or loop.is_closed():
-            return
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(start(server)))
-
-    server.runtime.on_status(on_status)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    def on_save(ls: FimbleServer, params: types.DidSaveTextDocumentParams) -> None:
-        if ls.context_engine is not None:
-            ls.context_engine.on_saved(params.text_document.uri)
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    def on_watched(ls: FimbleServer, params: types.DidChangeWatchedFilesParams) -> None:
-        if ls.context_engine is not None:
-            ls.context_engine.on_files_changed([change.uri for change in params.changes])
-
-
-async def start(server: FimbleServer) -> ContextEngine:
-    """Create the engine (once), attach it to the documents, index with progress, and watch files."""
-    if server.context_engine is not None:
-        return server.context_engine
-    engine = ContextEngine(server.root, trusted=server.settings.workspace_trusted)  # untrusted: no git
+def create_engine(server: FimbleServer) -> ContextEngine:
+    """The engine for the workspace root, attached to the documents already open (an untrusted workspace: no
+    git); nothing is read until `start_indexing`."""
+    engine = ContextEngine(server.root, trusted=server.settings.workspace_trusted)
     engine.attach(server.store)
-    server.context_engine = engine
     atexit.register(engine.close)
+    return engine
+
+
+async def start_indexing(server: FimbleServer, engine: ContextEngine) -> None:
+    """Ask the client to watch the workspace's source files, then index on the engine's thread with progress."""
     await _watch_files(server)
     engine.start_indexing(await _progress_reporter(server))
-    return engine
 
 
 async def _progress_reporter(server: FimbleServer) -> Any:

@@ -1,6 +1,26 @@
-"""The fimble language server: document sync, model lifecycle and the completion features.
+"""The fimble language server: its state (`FimbleServer`) and its wiring (`create_server`).
 
-Each handler translates protocol to a plain call (`fimble.completion.pipeline.complete`) and back.
+`create_server` registers every handler in one place, in the order things happen; each handler translates the
+protocol to plain calls, made in order, and back. Three paths to follow from there:
+
+Start-up. `initialize`: the position encoding, initializationOptions, the workspace root, the settings.
+`initialized`: workspace/configuration, the settings again, the context engine created and attached to the
+documents (`context_features.create_engine`); then the model load (`load_model`, queued first: it is the long
+wait) and the workspace index (`context_features.start_indexing`) run at the same time, each with $/progress.
+
+A keystroke. `didChange` -> `DocumentStore.change` applies the edits and tells the store's edit listeners: the
+context engine's (syntax tree re-parsed in the pause, recent-edit bookkeeping) and the agent's
+(`AgentFeatures.on_edit`: syntax diagnostics after a pause) -> `note_activity`: the prompt at the cursor is
+prepared in idle time (lsp/warmup.py). Then the editor's `textDocument/inlineCompletion` -> `complete_at`:
+`resolve` (the document, the offset, the size limit) -> the typed-through cache (`CompletionCache.lookup`), else
+`completion.pipeline.complete` on the model worker (`ModelRuntime.run`: the newest request per document wins,
+`$/cancelRequest` stops generation within one token) -> `prompt.assemble` -> the backend's `generate` -> filters
+-> `on_inline_completion` turns the suggestions into `InlineCompletionItem`s with ranges in the client's encoding.
+
+A save or a close. `didSave` and workspace/didChangeWatchedFiles re-index the files (`ContextEngine.on_saved`,
+`on_files_changed`). `didClose` -> `close_document`: the store forgets the text, `drop_document_state` drops what
+each part keeps for it (named there), and a large document's memory is given back. The connection's end:
+`close` (generations cancelled, fix checkers and their worktrees removed, the index saved).
 """
 
 from __future__ import annotations
@@ -27,6 +47,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from fimble import __version__
+from fimble.agent.actions import EXPLAIN_COMMAND, FIX_COMMAND
 from fimble.agent.checkers import close_all_sandboxes
 from fimble.completion.cache import CompletionCache
 from fimble.completion.filters import Suggestion
@@ -35,9 +56,8 @@ from fimble.context.engine import ContextEngine
 from fimble.documents import Document, DocumentStore
 from fimble.errors import FimbleError
 from fimble.lsp.agent_features import AgentFeatures
-from fimble.lsp.agent_features import register as register_agent_features
 from fimble.lsp.connection import LoopMonitor, run_connection
-from fimble.lsp.context_features import register as register_context_features
+from fimble.lsp.context_features import create_engine, start_indexing
 from fimble.lsp.convert import (
     JsonRpcRequestFailed,
     field,
@@ -73,6 +93,10 @@ _TOLD_ONCE_MAX = 1024
 TRIM_AFTER_BYTES = 1_000_000
 
 
+class DocumentTooLarge(JsonRpcRequestFailed):
+    """A request on a document over maxDocumentBytes; the message says so, for the user."""
+
+
 class FimbleServer(LanguageServer):
     def __init__(self, cli_overrides: dict[str, Any] | None = None, runtime: ModelRuntime | None = None) -> None:
         super().__init__(
@@ -100,12 +124,11 @@ class FimbleServer(LanguageServer):
         # Set once the first load is queued: requests that race ahead of `initialized` wait for it, not fail.
         self._load_queued = asyncio.Event()
         self.cache = CompletionCache()
-        self.context_engine: ContextEngine | None = None  # created by lsp/context_features once the root is known
-        self.agent: AgentFeatures | None = None  # set by lsp/agent_features.register
+        self.context_engine: ContextEngine | None = None  # created in `initialized`, once the root is known
+        self.agent = AgentFeatures(self)  # diagnostics, code actions, fixes and explanations
         self._active_uri: str | None = None
         # Idle-time work: warming where the user is, finishing cut requests, preparing accepts (lsp/warmup.py).
         self.warmups = WarmUps(self.runtime, self.cache.put)
-        self.runtime.on_status(self._on_model_status)
 
     # -- settings ----------------------------------------------------------------------------------------
     def _compose_settings(self) -> Composed:
@@ -222,8 +245,9 @@ class FimbleServer(LanguageServer):
             monitor.samples = 0
         return out
 
-    def _on_model_status(self, state: State, message: str) -> None:
-        # Called on the model worker thread; protocol writes belong to the event loop.
+    def on_model_status(self, state: State, message: str) -> None:
+        """A runtime status listener: fimble/status (and a pop-up for an error). Called on the model worker
+        thread; protocol writes belong to the event loop."""
         loop = self.loop
         if loop is None or loop.is_closed():
             return
@@ -268,15 +292,35 @@ class FimbleServer(LanguageServer):
         gc.freeze()
 
     # -- documents ---------------------------------------------------------------------------------------
+    def resolve(self, uri: str, position: types.Position) -> tuple[Document, int]:
+        """Where a request points: the open document and the offset of `position` in it. A document that is not
+        open, or a position outside it, is InvalidParams; a document over maxDocumentBytes is DocumentTooLarge (a
+        RequestFailed, which completion answers with an empty list instead)."""
+        doc = self.document(uri, within_limit=True)
+        return doc, self.offset(doc, position)
+
     def document(self, uri: str, within_limit: bool = False) -> Document:
-        """The open document; with `within_limit`, a document over maxDocumentBytes is refused (RequestFailed)."""
+        """The open document; with `within_limit`, a document over maxDocumentBytes is refused (DocumentTooLarge)."""
         try:
             doc = self.store.get(uri)
         except FimbleError as exc:
             raise rpc_error(exc) from None
         if within_limit and self.store.oversized(doc):
-            raise JsonRpcRequestFailed(self.too_large_message(doc))
+            raise DocumentTooLarge(self.too_large_message(doc))
         return doc
+
+    def offset(self, doc: Document, position: types.Position) -> int:
+        """`position` as an offset in `doc`'s text; InvalidParams when it is not in the document."""
+        try:
+            return offset_of(doc, position)
+        except FimbleError as exc:
+            raise rpc_error(exc) from None
+
+    def served(self, uri: str) -> Document | None:
+        """The document when it is open and within the size limit: for work that is skipped, not refused, on any
+        other (warm-ups, diagnostics, code actions)."""
+        doc = self.store.find(uri)
+        return None if doc is None or self.store.oversized(doc) else doc
 
     def too_large_message(self, doc: Document) -> str:
         name = Path(unquote(urlparse(doc.uri).path)).name or doc.uri
@@ -301,8 +345,7 @@ class FimbleServer(LanguageServer):
             self._active_uri = None
         if self.context_engine is not None:
             self.context_engine.forget(uri)  # syntax tree, arrangements, sources' answers, jobs (see forget)
-        if self.agent is not None:
-            self.agent.forget(uri)  # diagnostics (cleared in the editor) and their timer, fix/explain tokens
+        self.agent.forget(uri)  # diagnostics (cleared in the editor) and their timer, fix/explain tokens
 
     def close_document(self, uri: str) -> None:
         doc = self.store.close(uri)
@@ -364,13 +407,11 @@ class FimbleServer(LanguageServer):
         the size limit (said in fimble/status, at once: it is never given to the model or the syntax layer)."""
         # The position is checked against the text it was sent for: an edit handled while this request waits for
         # the model to load makes the request stale (answered empty), not invalid.
-        doc = self.document(uri)
-        if self._too_large(doc):
-            return None
         try:
-            offset = offset_of(doc, position)
-        except FimbleError as exc:
-            raise rpc_error(exc) from None
+            doc, offset = self.resolve(uri, position)
+        except DocumentTooLarge as exc:
+            self.notify_status("ready", exc.message, reason=TOO_LARGE, emptyReason=exc.message)
+            return None
         if not self._load_queued.is_set():
             sent_for = doc.text
             await self._await_load_queued()
@@ -439,13 +480,6 @@ class FimbleServer(LanguageServer):
             return None  # edited while the model ran: the offsets belong to text the editor no longer has
         return doc, offset, result.suggestions
 
-    def _too_large(self, doc: Document) -> bool:
-        if not self.store.oversized(doc):
-            return False
-        message = self.too_large_message(doc)
-        self.notify_status("ready", message, reason=TOO_LARGE, emptyReason=message)
-        return True
-
     def schedule_warm(self, uri: str) -> None:
         """Warm the KV cache for a document the user opened or switched to, in the background on the worker, at
         the user's last known position there; any real request cancels it, and keeps the part already evaluated.
@@ -454,8 +488,8 @@ class FimbleServer(LanguageServer):
         opened file, and a short prompt there (mostly the context part, which a position elsewhere may share), so a
         wrong guess costs little. The end of the file, warmed before, is where the user rarely is, and its prompt is
         the longest there is."""
-        doc = self.store.find(uri)
-        if doc is None or self.store.oversized(doc):
+        doc = self.served(uri)
+        if doc is None:
             return
         self._active_uri = uri
         if not self._load_queued.is_set():
@@ -513,8 +547,8 @@ class FimbleServer(LanguageServer):
         loop.call_soon(loop.call_soon, fn)
 
     def _answered(self, request: CompletionRequest, result: Completion, serial: int) -> None:
-        doc = self.store.find(request.uri)
-        if doc is None or self.store.oversized(doc):
+        doc = self.served(request.uri)
+        if doc is None:
             self.warmups.forget(request.uri)  # closed or set aside while the model ran: what its job noted goes too
             return
         if doc.text is not request.text:
@@ -523,11 +557,7 @@ class FimbleServer(LanguageServer):
 
     async def debug_prompt(self, uri: str, position: types.Position) -> dict[str, Any]:
         await self._await_load_queued()
-        doc = self.document(uri, within_limit=True)
-        try:
-            offset = offset_of(doc, position)
-        except FimbleError as exc:
-            raise rpc_error(exc) from None
+        doc, offset = self.resolve(uri, position)
         request = self.completion_request(doc, offset)
         cancel = self.runtime.token_for(None)
         try:
@@ -558,8 +588,11 @@ def give_back_freed_memory() -> None:
 
 
 def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRuntime | None = None) -> FimbleServer:
+    """The server with every handler registered, in the order things happen: start-up; what runs on an open, a
+    keystroke, a save, a close, a change of files, settings or folders; the requests; shutdown."""
     server = FimbleServer(cli_overrides, runtime)
 
+    # -- start-up ----------------------------------------------------------------------------------------
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: FimbleServer, params: types.InitializeParams) -> None:
         # pygls picks the client's preferred encoding (Neovim: UTF-8); positions must be read in that one.
@@ -579,17 +612,20 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
         ls.loop = asyncio.get_running_loop()
         await ls.pull_configuration()
         ls.update_settings()
-        await ls.load_model()
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    async def on_configuration(ls: FimbleServer, params: types.DidChangeConfigurationParams) -> None:
-        pushed = to_plain(params.settings)
-        if isinstance(pushed, dict) and isinstance(pushed.get(CONFIG_SECTION), dict):
-            ls.workspace_settings = pushed[CONFIG_SECTION]
-        else:
-            await ls.pull_configuration()
-        if ls.update_settings():
+        if ls.context_engine is not None:  # a second `initialized` keeps the engine and its index
             await ls.load_model()
+            return
+        ls.context_engine = create_engine(ls)
+        # The model load is queued first (it is the long wait); the workspace is indexed meanwhile.
+        await asyncio.gather(ls.load_model(), start_indexing(ls, ls.context_engine))
+
+    # -- listeners: an open, a keystroke, a save, a close; files, settings and folders changed -----------
+    # Two outside the protocol. The model's status goes to the client. The document store tells its edit
+    # listeners of every open and change of a document within the size limit (and of one coming back under it),
+    # after applying it: the agent's, here, and the context engine's two (its syntax trees, its recent-edit
+    # bookkeeping), which `create_engine` attaches.
+    server.runtime.on_status(server.on_model_status)
+    server.store.on_edit(server.agent.on_edit)  # syntax diagnostics, published after a pause in typing
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: FimbleServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -598,11 +634,11 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
             ls.drop_document_state(item.uri)
         # lsprotocol's LanguageKind | str lets any JSON value through; a language the server cannot name is none
         language = item.language_id if isinstance(item.language_id, str) else "plaintext"
-        doc = ls.store.open(item.uri, item.text, item.version, language)
+        doc = ls.store.open(item.uri, item.text, item.version, language)  # edit listeners: a whole-text edit
         if ls.store.oversized(doc):
             ls.set_aside(doc)
         else:
-            ls.schedule_warm(item.uri)
+            ls.schedule_warm(item.uri)  # the prompt where the user is, evaluated in idle time
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: FimbleServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -617,21 +653,49 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
         try:
             before = ls.store.get(uri)
             was_oversized = ls.store.oversized(before)
-            doc = ls.store.change(uri, params.text_document.version, changes)
+            doc = ls.store.change(uri, params.text_document.version, changes)  # edit listeners: the edits
             last = params.content_changes[-1] if params.content_changes else None
             cursor = ls.edit_end(doc, last) if isinstance(last, types.TextDocumentContentChangePartial) else None
             if not ls.store.oversized(doc):
-                ls.note_activity(uri, cursor)  # back under the limit too: the store announced it to its listeners
+                # The prompt at the cursor, prepared before the editor asks; back under the limit too (the
+                # store gave its edit listeners the whole text then).
+                ls.note_activity(uri, cursor)
             elif not was_oversized:
                 ls.set_aside(doc)
         except FimbleError as exc:
             # A change we cannot apply means our copy is out of sync; say so instead of completing on wrong text.
             ls.show_error(f"{exc} Close and reopen the file to resynchronise.")
 
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def on_save(ls: FimbleServer, params: types.DidSaveTextDocumentParams) -> None:
+        if ls.context_engine is not None:
+            ls.context_engine.on_saved(params.text_document.uri)  # the file re-indexed from disk
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: FimbleServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.close_document(params.text_document.uri)
 
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def on_watched(ls: FimbleServer, params: types.DidChangeWatchedFilesParams) -> None:
+        if ls.context_engine is not None:
+            ls.context_engine.on_files_changed([change.uri for change in params.changes])
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def on_configuration(ls: FimbleServer, params: types.DidChangeConfigurationParams) -> None:
+        pushed = to_plain(params.settings)
+        if isinstance(pushed, dict) and isinstance(pushed.get(CONFIG_SECTION), dict):
+            ls.workspace_settings = pushed[CONFIG_SECTION]
+        else:
+            await ls.pull_configuration()
+        if ls.update_settings():
+            await ls.load_model()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def on_workspace_folders(ls: FimbleServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        event = params.event
+        ls.change_workspace_folders([f.uri for f in event.added or []], [f.uri for f in event.removed or []])
+
+    # -- requests: completion ----------------------------------------------------------------------------
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def on_inline_completion(
         ls: FimbleServer, params: types.InlineCompletionParams
@@ -661,28 +725,7 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
         if found is None or not found[2]:
             return types.CompletionList(is_incomplete=True, items=[])
         doc, cursor, suggestions = found
-        result = suggestions[0]
-        word_start = cursor
-        while word_start > 0 and (doc.text[word_start - 1].isalnum() or doc.text[word_start - 1] == "_"):
-            word_start -= 1
-        typed = doc.text[word_start:cursor]
-        new_text = typed + result.text
-        end = min(len(doc.text), cursor + result.replace_suffix)
-        first_line = result.text.split("\n", 1)[0]
-        item = types.CompletionItem(
-            label=(typed + first_line).strip()[:80] or result.text.strip()[:80],
-            kind=types.CompletionItemKind.Text,
-            detail="fimble",
-            # The filter text starts with what is already typed, so clients keep the item visible while typing.
-            filter_text=new_text,
-            sort_text="0",
-            insert_text_format=types.InsertTextFormat.PlainText,
-            text_edit=types.TextEdit(
-                range=types.Range(start=position_of(doc, word_start), end=position_of(doc, end)),
-                new_text=new_text,
-            ),
-        )
-        return types.CompletionList(is_incomplete=True, items=[item])
+        return types.CompletionList(is_incomplete=True, items=[completion_item(doc, cursor, suggestions[0])])
 
     @server.feature(DEBUG_PROMPT)
     async def on_debug_prompt(ls: FimbleServer, params: Any) -> dict[str, Any]:
@@ -694,21 +737,64 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
             ) from None
         return await ls.debug_prompt(where.text_document.uri, where.position)
 
-    # Capabilities built in their own modules (context engine, agent) register themselves here, one line each.
-    register_agent_features(server)
-    register_context_features(server)
-
     @server.feature(STATS)
     def on_stats(ls: FimbleServer, params: Any) -> dict[str, Any]:
         return ls.stats(reset=field(params, "reset") is True)
 
-    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
-    def on_workspace_folders(ls: FimbleServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
-        event = params.event
-        ls.change_workspace_folders([f.uri for f in event.added or []], [f.uri for f in event.removed or []])
+    # -- requests: the agent (lsp/agent_features.py) -----------------------------------------------------
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite],
+            resolve_provider=True,
+        ),
+    )
+    def on_code_action(ls: FimbleServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        return ls.agent.code_actions(params)  # listed without running the model
 
+    @server.feature(types.CODE_ACTION_RESOLVE)
+    async def on_code_action_resolve(ls: FimbleServer, action: types.CodeAction) -> types.CodeAction:
+        return await ls.agent.resolve(action)  # the fix loop runs here
+
+    @server.command(EXPLAIN_COMMAND)
+    async def on_explain(ls: FimbleServer, *args: Any) -> dict[str, Any]:
+        if len(args) != 1:
+            raise JsonRpcInvalidParams("fimble.explain needs one argument {uri, range, token?}.")
+        return await ls.agent.explain(args[0])
+
+    @server.command(FIX_COMMAND)
+    async def on_fix(ls: FimbleServer, *args: Any) -> dict[str, Any]:
+        if len(args) != 1:
+            raise JsonRpcInvalidParams("fimble.fix needs the fix action's data as its one argument.")
+        return await ls.agent.fix_command(args[0])
+
+    # -- shutdown (the connection's end runs `close`) ----------------------------------------------------
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: FimbleServer, params: Any) -> None:
         ls.runtime.cancel_all()
 
     return server
+
+
+def completion_item(doc: Document, cursor: int, suggestion: Suggestion) -> types.CompletionItem:
+    """A suggestion as a textDocument/completion item that replaces the word typed before the cursor."""
+    word_start = cursor
+    while word_start > 0 and (doc.text[word_start - 1].isalnum() or doc.text[word_start - 1] == "_"):
+        word_start -= 1
+    typed = doc.text[word_start:cursor]
+    new_text = typed + suggestion.text
+    end = min(len(doc.text), cursor + suggestion.replace_suffix)
+    first_line = suggestion.text.split("\n", 1)[0]
+    return types.CompletionItem(
+        label=(typed + first_line).strip()[:80] or suggestion.text.strip()[:80],
+        kind=types.CompletionItemKind.Text,
+        detail="fimble",
+        # The filter text starts with what is already typed, so clients keep the item visible while typing.
+        filter_text=new_text,
+        sort_text="0",
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(
+            range=types.Range(start=position_of(doc, word_start), end=position_of(doc, end)),
+            new_text=new_text,
+        ),
+    )
