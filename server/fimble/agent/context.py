@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from fimble.prompt.assemble import Snippet
-from fimble.trust import git as safe_git
-from fimble.trust.git import GitError
+from fimble.trust import safe_git
 from fimble.trust.paths import confine
+from fimble.trust.safe_git import GitError
 
 if TYPE_CHECKING:
     from fimble.context.engine import ContextEngine

@@ -42,7 +42,7 @@ from fimble.model.backend import CancelToken, GenerationParams, GenerationResult
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.prompt.assemble import comment_prefix
 from fimble.settings import Settings
-from fimble.trust.git import UNTRUSTED
+from fimble.trust.safe_git import UNTRUSTED
 
 log = logging.getLogger(__name__)
 
