@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fimble.index.files import IgnoreRules
 from fimble.index.gitinfo import GitInfo, parse_diff
 from fimble.index.resolve import FileSet, resolve_import
 from fimble.index.symbols import Import, extract_imports
 from fimble.index.workspace import WorkspaceIndex, index_source
+from fimble.index.workspace_files import IgnoreRules
 from fimble.syntax.languages import get_parser
 from tests.context.conftest import FILES, SECRET, make_repo, write_files
 

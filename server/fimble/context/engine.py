@@ -30,9 +30,9 @@ from fimble.context.worker import Worker
 from fimble.documents.document import Document, TextEdit
 from fimble.documents.store import DocumentStore
 from fimble.errors import DocumentError
-from fimble.index.files import MAX_FILES
 from fimble.index.gitinfo import GitInfo, Hunk
 from fimble.index.workspace import BuildStats, WorkspaceIndex, default_cache_file
+from fimble.index.workspace_files import MAX_FILES
 from fimble.prompt.assemble import Snippet
 from fimble.syntax.languages import grammar_name
 from fimble.syntax.specs import spec_for

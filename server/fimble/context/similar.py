@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fimble.context.base import lines_back
-from fimble.index.files import read_source
+from fimble.index.workspace_files import read_source
 from fimble.trust.paths import confine, resolve
 
 CHUNK_LINES = 12  # also the number of lines before the cursor that make the query
