@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fimble.index.gitinfo import GitInfo, parse_diff
-from fimble.index.resolve import FileSet, resolve_import
+from fimble.index.import_resolution import FileSet, resolve_import
 from fimble.index.symbols import Import, extract_imports
 from fimble.index.workspace import WorkspaceIndex, index_source
 from fimble.index.workspace_files import IgnoreRules

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fimble.index.gitinfo import GitInfo
-from fimble.index.resolve import FileSet, resolve_import
+from fimble.index.import_resolution import FileSet, resolve_import
 from fimble.index.symbols import Import, Symbol, extract_symbols
 from fimble.index.workspace_files import (
     MAX_FILE_BYTES,
