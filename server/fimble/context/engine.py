@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
-from fimble.context.ring import CHUNK_LINES, Ring
+from fimble.context.recent_chunks import CHUNK_LINES, Ring
 from fimble.context.similar import ChunkCache
 from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource, SimilarSource
 from fimble.context.sources.similar import NEARBY_FILES
