@@ -7,7 +7,7 @@ from lsprotocol import types
 
 from fimble.agent.diagnostics import count_errors, parse, syntax_problems
 from fimble.agent.edits import apply_replacements, minimal_replacements, workspace_edit
-from fimble.agent.scope import enclosing_definition, enclosing_unit, identifiers
+from fimble.agent.enclosing_unit import enclosing_definition, enclosing_unit, identifiers
 from fimble.documents.document import Document
 
 

@@ -36,8 +36,8 @@ from fimble.agent.diagnostics import (
     python_compile_error,
     syntax_problems,
 )
+from fimble.agent.enclosing_unit import Unit, enclosing_unit
 from fimble.agent.prompts import BuiltPrompt, build_prompt, count_tokens, fence_for
-from fimble.agent.scope import Unit, enclosing_unit
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.prompt.assemble import comment_prefix
