@@ -17,7 +17,7 @@ from fimble.completion.filters import (
     run_filters,
     why_dropped,
 )
-from fimble.completion.filters.scope import in_comment_or_string, is_mid_line, limit_to_scope
+from fimble.completion.filters.block_end import in_comment_or_string, is_mid_line, limit_to_scope
 from fimble.context.base import ContextProvider, ContextQuery, ContextResult
 from fimble.context.tokens import label_parts, token_counter
 from fimble.context.window import cut_prefix, cut_suffix
