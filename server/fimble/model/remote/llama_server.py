@@ -21,9 +21,9 @@ from pathlib import PurePath
 from typing import Any
 
 from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopReason
-from fimble.model.remote.base import Chunk, Final, RemoteBackend
 from fimble.model.remote.formats import candidate_specials, choose, configured_format, synthetic_header
 from fimble.model.remote.http import HttpClient, RemoteError
+from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
 from fimble.model.remote.tokens import CachedTokenizer
 from fimble.prompt.formats import FimFormat
 from fimble.settings import Settings

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopReason
 from fimble.model.gguf_meta import GGUFHeader
-from fimble.model.remote.base import Chunk, Final, RemoteBackend
 from fimble.model.remote.formats import candidate_specials, choose, synthetic_header
 from fimble.model.remote.http import Framing, HttpClient, RemoteError
+from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
 from fimble.model.remote.tokens import CachedTokenizer, EstimateTokenizer
 from fimble.prompt.formats import Piece, Special
 from fimble.settings import Settings
