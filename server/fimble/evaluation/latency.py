@@ -40,7 +40,7 @@ from pygls.lsp.client import LanguageClient
 
 from fimble import __version__
 from fimble.cli.common import add_setting_flags, setting_overrides
-from fimble.completion.filters.base import indent_width
+from fimble.completion.filters.suggestion import indent_width
 from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.settings import Settings

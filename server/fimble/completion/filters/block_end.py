@@ -8,7 +8,7 @@ opened before the suggestion began.
 
 from __future__ import annotations
 
-from fimble.completion.filters.base import FilterContext, Suggestion, indent_width
+from fimble.completion.filters.suggestion import FilterContext, Suggestion, indent_width
 
 MAX_BLOCK_LINES = 24
 _OPENERS = "([{"

@@ -7,7 +7,7 @@ import threading
 
 import tree_sitter
 
-from fimble.completion.filters.base import FilterContext, Suggestion
+from fimble.completion.filters.suggestion import FilterContext, Suggestion
 from fimble.syntax.languages import get_parser
 from fimble.syntax.reparse import reparse
 
