@@ -30,8 +30,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from fimble.context.base import ContextQuery
 from fimble.context.engine import ContextEngine
+from fimble.context.source_types import ContextQuery
 from fimble.context.tokens import TokenEstimator
 from fimble.documents import DocumentStore
 from fimble.index.gitinfo import GitInfo

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fimble.context.base import ContextQuery, ContextResult
 from fimble.context.engine import ContextEngine
+from fimble.context.source_types import ContextQuery, ContextResult
 from fimble.context.tokens import TokenEstimator
 
 ALL = ("scope", "definitions", "similar", "ring", "git")

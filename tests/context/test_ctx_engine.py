@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fimble.context.base import Budget, Candidate, ContextQuery, Cursor
 from fimble.context.engine import SOURCE_ORDER, SOURCE_SHARE, ContextEngine
 from fimble.context.recent_chunks import Ring, line_similarity
+from fimble.context.source_types import Budget, Candidate, ContextQuery, Cursor
 from fimble.context.tokens import TokenEstimator
 from fimble.documents import DocumentStore
 from fimble.prompt.assemble import Snippet

@@ -105,9 +105,9 @@ def test_module_resolution() -> None:
 
 
 def test_python_src_layout_resolves_by_suffix() -> None:
-    files = FileSet.of(["server/fimble/context/base.py", "server/fimble/__init__.py", "tests/base.py"])
-    got = resolve_import(Import("fimble.context.base"), "server/fimble/cli/x.py", "python", files)
-    assert got == ["server/fimble/context/base.py"]
+    files = FileSet.of(["server/fimble/context/source_types.py", "server/fimble/__init__.py", "tests/base.py"])
+    got = resolve_import(Import("fimble.context.source_types"), "server/fimble/cli/x.py", "python", files)
+    assert got == ["server/fimble/context/source_types.py"]
 
 
 def test_index_skips_ignored_vendored_generated_and_binary(repo_ro: Path) -> None:

@@ -74,7 +74,7 @@ class EngineContext:
         self._count = count_tokens or (lambda s: len(s) // 4 + 1)
 
     def definitions(self, uri: str, text: str, language_id: str, path: str, start: int, end: int) -> Sequence[Snippet]:
-        from fimble.context.base import ContextQuery
+        from fimble.context.source_types import ContextQuery
 
         # The engine ranks names around a cursor; the end of the range sees the whole range (up to 40 lines back).
         query = ContextQuery(

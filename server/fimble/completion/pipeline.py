@@ -18,7 +18,7 @@ from fimble.completion.filters import (
     why_dropped,
 )
 from fimble.completion.filters.block_end import in_comment_or_string, is_mid_line, limit_to_scope
-from fimble.context.base import ContextProvider, ContextQuery, ContextResult
+from fimble.context.source_types import ContextProvider, ContextQuery, ContextResult
 from fimble.context.tokens import label_parts, token_counter
 from fimble.context.window import cut_prefix, cut_suffix
 from fimble.errors import ContextOverflowError

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
 from fimble.context.passage_search import ChunkCache
 from fimble.context.recent_chunks import CHUNK_LINES, Ring
+from fimble.context.source_types import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
 from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource, SimilarSource
 from fimble.context.sources.similar import NEARBY_FILES
 from fimble.context.stability import choose_stable, lend_previous, pick_previous, remember

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fimble.context.base import lines_back
+from fimble.context.source_types import lines_back
 from fimble.index.workspace_files import read_source
 from fimble.trust.paths import confine, resolve
 

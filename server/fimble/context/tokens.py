@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fimble.context.base import ContextResult
+from fimble.context.source_types import ContextResult
 from fimble.model.backend import ModelBackend
 from fimble.prompt.assemble import Prompt, PromptPart
 

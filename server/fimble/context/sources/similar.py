@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from fimble.context.base import Budget, Candidate, Cursor
 from fimble.context.passage_search import ChunkCache, CodeChunk, best_chunks, jaccard, overlaps, query_words
+from fimble.context.source_types import Budget, Candidate, Cursor
 from fimble.prompt.assemble import Snippet
 
 MAX_PASSAGES = 3
