@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopReason
 from fimble.model.gguf_meta import GGUFHeader
-from fimble.model.remote.formats import candidate_specials, choose, synthetic_header
+from fimble.model.remote.format_choice import candidate_specials, choose, synthetic_header
 from fimble.model.remote.http import Framing, HttpClient, RemoteError
 from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
 from fimble.model.remote.tokens import CachedTokenizer, EstimateTokenizer

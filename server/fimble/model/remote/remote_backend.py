@@ -18,7 +18,7 @@ from fimble.model.backend import (
     StopReason,
     take_piece,
 )
-from fimble.model.remote.formats import configured_format
+from fimble.model.remote.format_choice import configured_format
 from fimble.model.remote.http import HttpClient, RemoteError
 from fimble.prompt.formats import FimFormat, Piece, Special, format_by_name
 from fimble.settings import Settings
