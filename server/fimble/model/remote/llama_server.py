@@ -24,7 +24,7 @@ from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopR
 from fimble.model.remote.format_choice import candidate_specials, choose, configured_format, synthetic_header
 from fimble.model.remote.http import HttpClient, RemoteError
 from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
-from fimble.model.remote.tokens import CachedTokenizer
+from fimble.model.remote.tokenizers import CachedTokenizer
 from fimble.prompt.formats import FimFormat
 from fimble.settings import Settings
 
