@@ -25,8 +25,8 @@ from fimble.completion.pipeline import Completion
 from fimble.errors import SettingsError
 from fimble.evaluation import humaneval, repo_sources, repo_tasks
 from fimble.evaluation.cli import SUITES
-from fimble.evaluation.engine import Engine
 from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, mean, rounded
+from fimble.evaluation.pipeline_runner import Engine
 from fimble.evaluation.report import build_report, format_report
 from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
 from fimble.prompt.assemble import Prompt
