@@ -14,12 +14,12 @@ from fimble.index.import_resolution import FileSet, resolve_import
 from fimble.index.symbols import Import, extract_imports
 from fimble.index.workspace import WorkspaceIndex, index_source
 from fimble.index.workspace_files import IgnoreRules
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from tests.context.conftest import FILES, SECRET, make_repo, write_files
 
 
 def symbols(rel: str) -> dict[str, str]:
-    from fimble.syntax.languages import grammar_name
+    from fimble.syntax.grammars import grammar_name
 
     grammar = grammar_name(None, rel)
     assert grammar is not None

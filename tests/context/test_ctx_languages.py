@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from fimble.syntax.languages import get_language, get_parser, grammar_name, supported_languages
+from fimble.syntax.grammars import get_language, get_parser, grammar_name, supported_languages
 
 LANGUAGE_IDS = {
     "python": "python", "javascript": "javascript", "javascriptreact": "javascript", "typescript": "typescript",

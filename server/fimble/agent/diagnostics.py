@@ -12,7 +12,7 @@ from pathlib import PurePath
 
 import tree_sitter
 
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 
 SOURCE = "fimble"
 SYNTAX_CODES = ("syntax-error", "missing")

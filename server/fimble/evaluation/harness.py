@@ -31,7 +31,7 @@ from fimble.evaluation.report import build_report, format_report
 from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
 from fimble.prompt.assemble import Prompt
 from fimble.settings import ALL_CONTEXT_SOURCES, Settings
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from fimble.trust.files import atomic_write_text
 
 CONTEXT_OFF = "none"

@@ -44,7 +44,7 @@ from fimble.completion.filters.suggestion import indent_width
 from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.settings import Settings
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from fimble.trust.files import atomic_write_text
 
 # Targets from the keystroke-loop issue, relative to the cold bare-llama.cpp time of the same requests.

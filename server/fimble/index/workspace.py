@@ -30,7 +30,7 @@ from fimble.index.workspace_files import (
     skipped_path,
     walk_files,
 )
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from fimble.trust.files import atomic_write_text
 from fimble.trust.paths import confine, resolve
 

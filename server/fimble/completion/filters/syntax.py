@@ -8,7 +8,7 @@ import threading
 import tree_sitter
 
 from fimble.completion.filters.suggestion import FilterContext, Suggestion
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from fimble.syntax.reparse import reparse
 
 # Only a window around the cursor is parsed (about 50 lines each side, reaching back to a line at column 0): the
