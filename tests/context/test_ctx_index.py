@@ -19,7 +19,7 @@ from tests.context.conftest import FILES, SECRET, make_repo, write_files
 
 
 def symbols(rel: str) -> dict[str, str]:
-    from fimble.syntax.grammars import grammar_name
+    from fimble.languages import grammar_name
 
     grammar = grammar_name(None, rel)
     assert grammar is not None

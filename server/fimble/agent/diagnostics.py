@@ -12,6 +12,7 @@ from pathlib import PurePath
 
 import tree_sitter
 
+from fimble.languages import is_python
 from fimble.syntax.grammars import get_parser
 
 SOURCE = "fimble"
@@ -94,7 +95,7 @@ def syntax_problems(text: str, language_id: str, path: str | PurePath | None = N
         return []
     nodes = error_nodes(tree.root_node)
     problems = [_problem(node, text, ByteMap(text)) for node in nodes]
-    if _is_python(language_id, path) and problems:
+    if is_python(language_id, path) and problems:
         problems = _refine_with_compile(problems, nodes, text)
     return problems
 
@@ -123,10 +124,6 @@ def _problem(node: tree_sitter.Node, text: str, bmap: ByteMap) -> Problem:
         snippet = snippet[:37] + "..."
     message = f"Syntax error: unexpected '{snippet}'" if snippet else "Syntax error"
     return Problem(start, max(end, start), message, SOURCE, "syntax-error")
-
-
-def _is_python(language_id: str, path: str | PurePath | None) -> bool:
-    return language_id == "python" or (path is not None and PurePath(path).suffix in (".py", ".pyi"))
 
 
 def python_compile_error(text: str, filename: str = "<fimble>") -> SyntaxError | str | None:

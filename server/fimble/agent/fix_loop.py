@@ -38,9 +38,9 @@ from fimble.agent.diagnostics import (
 )
 from fimble.agent.enclosing_unit import Unit, enclosing_unit
 from fimble.agent.prompts import BuiltPrompt, build_prompt, count_tokens, fence_for
+from fimble.languages import comment_prefix, is_python
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
 from fimble.model.runtime import Cancelled, ModelRuntime
-from fimble.prompt.assemble import comment_prefix
 from fimble.settings import Settings
 from fimble.trust.safe_git import UNTRUSTED
 
@@ -155,10 +155,6 @@ class _Prep:
     adjacent_lines: frozenset[str]  # the nearest distinctive line before and after the unit
 
 
-def _is_python(req: FixRequest) -> bool:
-    return req.language_id == "python" or req.path.endswith((".py", ".pyi"))
-
-
 def _prepare(req: FixRequest) -> _Prep:
     text = req.text
     tree = parse(text, req.language_id, req.path)
@@ -171,7 +167,7 @@ def _prepare(req: FixRequest) -> _Prep:
     unit_lines = unit_text.count("\n") + 1
     problem_lines = (p_first, p_last) if p_last >= 0 and p_first < unit_lines else (-1, -1)
 
-    compile_before = python_compile_error(text, req.path) if _is_python(req) else None
+    compile_before = python_compile_error(text, req.path) if is_python(req.language_id, req.path) else None
     problem_text = problem.describe(text)
     if isinstance(compile_before, SyntaxError) and compile_before.lineno:
         row = compile_before.lineno - 1
@@ -425,7 +421,7 @@ def _check(
         if not ok:
             return checks
 
-    if _is_python(req):
+    if is_python(req.language_id, req.path):
         err = python_compile_error(new_text, req.path)
         if err is None:
             checks.append(Check("python compile", True, verifies=True))

@@ -33,8 +33,8 @@ from fimble.errors import DocumentError
 from fimble.index.gitinfo import GitInfo, Hunk
 from fimble.index.workspace import BuildStats, WorkspaceIndex, default_cache_file
 from fimble.index.workspace_files import MAX_FILES
+from fimble.languages import grammar_name
 from fimble.prompt.assemble import Snippet
-from fimble.syntax.grammars import grammar_name
 from fimble.syntax.specs import spec_for
 from fimble.syntax.trees import SyntaxTrees, byte_offset, parse_text, uri_path
 from fimble.trust.paths import NO_FOLDERS, OnceLog, WorkspaceFolders, file_name

@@ -14,8 +14,8 @@ from pathlib import Path
 from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
 from fimble.context.engine import ContextEngine
 from fimble.context.tokens import token_counter
-from fimble.documents.languages import language_from_path
 from fimble.evaluation.memo import MemoBackend, ModelMemo
+from fimble.languages import language_from_path
 from fimble.model.backend import CancelToken, ModelBackend, ModelInfo, Scores
 from fimble.model.prompt_states import common_prefix
 from fimble.model.runtime import ModelRuntime

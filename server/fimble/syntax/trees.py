@@ -17,7 +17,8 @@ import tree_sitter
 
 from fimble.documents.document import Document, TextEdit
 from fimble.documents.store import DocumentStore
-from fimble.syntax.grammars import get_language, get_parser, grammar_name
+from fimble.languages import grammar_name
+from fimble.syntax.grammars import get_language, get_parser
 
 # tree-sitter counts rows by '\n' only; the document also breaks lines at a lone '\r', so with one present the
 # points in a TextEdit would not match tree-sitter's and an incremental parse could go wrong: parse afresh instead.
