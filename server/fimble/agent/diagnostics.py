@@ -13,6 +13,7 @@ from pathlib import PurePath
 import tree_sitter
 
 from fimble.languages import is_python
+from fimble.syntax.error_nodes import error_nodes
 from fimble.syntax.grammars import get_parser
 
 SOURCE = "fimble"
@@ -69,31 +70,11 @@ def parse(text: str, language_id: str, path: str | PurePath | None = None) -> tr
     return parser.parse(text.encode("utf-8"))
 
 
-def error_nodes(root: tree_sitter.Node, limit: int = MAX_PROBLEMS) -> list[tree_sitter.Node]:
-    """ERROR and MISSING nodes, outermost only: nested errors inside an ERROR node are one problem to the user."""
-    found: list[tree_sitter.Node] = []
-    stack = [root]
-    while stack and len(found) < limit:
-        node = stack.pop()
-        if node.is_error or node.is_missing:
-            found.append(node)
-            continue
-        if node.has_error:
-            # Reversed so that popping visits children in document order.
-            stack.extend(reversed(node.children))
-    found.sort(key=lambda n: n.start_byte)
-    return found
-
-
-def count_errors(tree: tree_sitter.Tree | None) -> int:
-    return 0 if tree is None else len(error_nodes(tree.root_node, limit=10_000))
-
-
 def syntax_problems(text: str, language_id: str, path: str | PurePath | None = None) -> list[Problem]:
     tree = parse(text, language_id, path)
     if tree is None or not tree.root_node.has_error:
         return []
-    nodes = error_nodes(tree.root_node)
+    nodes = error_nodes(tree.root_node, MAX_PROBLEMS)
     problems = [_problem(node, text, ByteMap(text)) for node in nodes]
     if is_python(language_id, path) and problems:
         problems = _refine_with_compile(problems, nodes, text)
@@ -102,7 +83,7 @@ def syntax_problems(text: str, language_id: str, path: str | PurePath | None = N
 
 def problems_from_tree(tree: tree_sitter.Tree, text: str) -> list[Problem]:
     bmap = ByteMap(text)
-    return [_problem(node, text, bmap) for node in error_nodes(tree.root_node)]
+    return [_problem(node, text, bmap) for node in error_nodes(tree.root_node, MAX_PROBLEMS)]
 
 
 def _problem(node: tree_sitter.Node, text: str, bmap: ByteMap) -> Problem:

@@ -30,7 +30,6 @@ from fimble.agent.checkers import Checker, Sandbox, SandboxError, checkers_from_
 from fimble.agent.context import CodeContext, NoContext, render_snippets
 from fimble.agent.diagnostics import (
     Problem,
-    count_errors,
     parse,
     problems_from_tree,
     python_compile_error,
@@ -42,6 +41,7 @@ from fimble.languages import comment_prefix, is_python
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.settings import Settings
+from fimble.syntax.error_nodes import count_errors
 from fimble.trust.safe_git import UNTRUSTED
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def _prepare(req: FixRequest) -> _Prep:
                 break
     return _Prep(
         tree,
-        count_errors(tree),
+        count_errors(tree).nodes,
         unit,
         unit_text,
         problem_lines,
@@ -410,7 +410,7 @@ def _check(
 
     tree = parse(new_text, req.language_id, req.path)
     if tree is not None:
-        after = count_errors(tree)
+        after = count_errors(tree).nodes
         must_drop = req.problem.is_syntax and prep.base_errors > 0
         ok = after < prep.base_errors if must_drop else after <= prep.base_errors
         detail = ""

@@ -41,9 +41,9 @@ from pygls.lsp.client import LanguageClient
 from fimble import __version__
 from fimble.cli.common import add_setting_flags, setting_overrides
 from fimble.completion.filters.suggestion import indent_width
-from fimble.completion.filters.syntax import count_errors
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.settings import Settings
+from fimble.syntax.error_nodes import count_errors
 from fimble.syntax.grammars import get_parser
 from fimble.trust.files import atomic_write_text
 
