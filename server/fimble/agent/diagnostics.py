@@ -12,6 +12,7 @@ from pathlib import PurePath
 
 import tree_sitter
 
+from fimble.documents.document import ByteMap
 from fimble.languages import is_python
 from fimble.syntax.error_nodes import error_nodes
 from fimble.syntax.grammars import get_parser
@@ -41,25 +42,6 @@ class Problem:
         line = text.count("\n", 0, self.start) + 1
         origin = f" ({self.source}{' ' + self.code if self.code else ''})" if self.source else ""
         return f"line {line}: {self.message}{origin}"
-
-
-class ByteMap:
-    """UTF-8 byte offsets <-> string indices for one text."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.data = text.encode("utf-8")
-        self._ascii = len(self.data) == len(text)
-
-    def to_index(self, byte: int) -> int:
-        if self._ascii:
-            return byte
-        return len(self.data[:byte].decode("utf-8", errors="ignore"))
-
-    def to_byte(self, index: int) -> int:
-        if self._ascii:
-            return index
-        return len(self.text[:index].encode("utf-8"))
 
 
 def parse(text: str, language_id: str, path: str | PurePath | None = None) -> tree_sitter.Tree | None:

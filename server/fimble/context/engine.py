@@ -27,7 +27,7 @@ from fimble.context.sources.similar import NEARBY_FILES
 from fimble.context.stability import choose_stable, lend_previous, pick_previous, remember
 from fimble.context.window import snap_window
 from fimble.context.worker import Worker
-from fimble.documents.document import Document, TextEdit
+from fimble.documents.document import Document, TextEdit, byte_offset
 from fimble.documents.store import DocumentStore
 from fimble.errors import DocumentError
 from fimble.index.gitinfo import GitInfo, Hunk
@@ -36,7 +36,7 @@ from fimble.index.workspace_files import MAX_FILES
 from fimble.languages import grammar_name
 from fimble.prompt.assemble import Snippet
 from fimble.syntax.specs import spec_for
-from fimble.syntax.trees import SyntaxTrees, byte_offset, parse_text, uri_path
+from fimble.syntax.trees import SyntaxTrees, parse_text, uri_path
 from fimble.trust.paths import NO_FOLDERS, OnceLog, WorkspaceFolders, file_name
 
 log = logging.getLogger(__name__)

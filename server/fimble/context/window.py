@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tree_sitter
 
+from fimble.documents.document import byte_offset
 from fimble.model.backend import ModelBackend
-from fimble.syntax.trees import byte_offset
 
 # Cheap upper bound used before tokenizing: no tokenizer packs more than ~8 characters into a token on code.
 _MAX_CHARS_PER_TOKEN = 8

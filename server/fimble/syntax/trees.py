@@ -47,13 +47,6 @@ def parse_text(
     return _parse(parser, text.encode("utf-8", "surrogatepass"), None, budget_s)
 
 
-def byte_offset(text: str, index: int) -> int:
-    """UTF-8 byte offset of a string index (str.isascii is O(1) in CPython, so ASCII text costs nothing)."""
-    if text.isascii():
-        return index
-    return len(text[:index].encode("utf-8", "surrogatepass"))
-
-
 @dataclass
 class _Entry:
     language: tree_sitter.Language
