@@ -12,7 +12,7 @@ import pytest
 
 from fimble.context.engine import ContextEngine
 from fimble.context.source_types import ContextQuery, ContextResult
-from fimble.context.tokens import TokenEstimator
+from fimble.prompt.budget import TokenEstimator
 
 ALL = ("scope", "definitions", "similar", "ring", "git")
 SECRET = "TOPSECRET_do_not_send"

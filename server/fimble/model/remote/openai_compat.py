@@ -7,7 +7,7 @@ wraps every prompt in the model's template and cannot be told not to, so fimble 
 and uses its native `/api/generate` with `raw: true` instead.
 
 Tokens: where the server has a tokenize endpoint (vLLM `/tokenize`, llama-cpp-python `/extras/tokenize`,
-llama-server `/tokenize`) fimble counts with it; otherwise it uses the calibrated estimate in `tokens.py`. Prompts
+llama-server `/tokenize`) fimble counts with it; otherwise it uses the calibrated estimate in `tokenizers.py`. Prompts
 travel as text; the ids the pipeline holds map back to that exact text (remembered prompts, or the estimate's
 self-describing ids).
 """
