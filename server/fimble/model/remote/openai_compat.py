@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopReason
 from fimble.model.gguf_meta import GGUFHeader
+from fimble.model.remote.failures import RemoteError
 from fimble.model.remote.format_choice import candidate_specials, choose, synthetic_header
-from fimble.model.remote.http import Framing, HttpClient, RemoteError
+from fimble.model.remote.http import Framing, HttpClient
 from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
 from fimble.model.remote.tokenizers import CachedTokenizer, EstimateTokenizer
 from fimble.prompt.formats import Piece, Special
