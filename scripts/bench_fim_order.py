@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from fimble.completion.pipeline import CompletionRequest, build_prompt
-from fimble.evaluation.latency import Typist, default_file, region_end, start_offset
 from fimble.evaluation.metrics import mean, percentile, rounded
 from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend
 from fimble.prompt.formats import FimFormat
 from fimble.settings import Settings
-from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, TinyModelSpec, write_tiny_gguf
+from fimble_dev.latency import default_file
+from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS, TinyModelSpec, write_tiny_gguf
+from fimble_dev.typist import Typist, region_end, start_offset
 
 
 def orders(fmt: FimFormat) -> dict[str, FimFormat]:

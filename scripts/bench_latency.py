@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Keystroke-to-suggestion latency of `fimble serve` against bare llama.cpp: a thin wrapper around
-`fimble.evaluation.latency` (see `--help`).
+`fimble_dev.latency` (see `--help`).
 
 Examples:
     scripts/bench_latency.py --limit 30 --out latency.json
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from fimble.evaluation.latency import main
+from fimble_dev.latency import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,12 +33,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fimble.evaluation.latency import BareLlama, Peer, Request, _bare_params, run_session, summarize
-from fimble.evaluation.latency import build_parser as replay_parser
 from fimble.evaluation.metrics import percentile, rounded
 from fimble.model.resolve import resolve_model
 from fimble.settings import Settings
 from fimble.trust.files import atomic_write_text
+from fimble_dev.baselines import BareLlama, Peer, bare_params
+from fimble_dev.latency import build_parser as replay_parser
+from fimble_dev.latency import summarize
+from fimble_dev.record import Request
+from fimble_dev.replay import run_session
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_P50_TO_PEER = 0.5
@@ -68,7 +71,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def llama_server(binary: str, model: str, settings: Settings, log: Path) -> Iterator[str]:
     """llama-server on 127.0.0.1 with fimble's context size, batch and threads; yields its URL."""
-    params = _bare_params(model, settings)
+    params = bare_params(model, settings)
     port = _free_port()
     cmd = [
         binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-c", str(params["n_ctx"]),

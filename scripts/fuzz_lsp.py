@@ -392,7 +392,7 @@ def make_setup(model: Path | None, tmp: Path) -> Setup:
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
         (workspace / rel).write_text(text)
     if model is None:
-        from fimble.testing.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
+        from fimble_dev.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
 
         model = write_tiny_gguf(tmp / "tiny.gguf", TinyModelSpec(name="tiny-fuzz", script=SCRIPTED))
     env = dict(os.environ)

@@ -90,7 +90,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from fimble.testing.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
+            from fimble_dev.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
 
             model = write_tiny_gguf(Path(tmp) / "tiny.gguf", TinyModelSpec(name="tiny-gpu", script=SCRIPTED))
         report = run(model, args.n_gpu_layers, args.prompt, args.max_tokens)

@@ -10,7 +10,7 @@ open file descriptors are read, with the latency p50/p99 of the requests answere
 Documents (`--documents`): RSS at the start, with a 5 MB document open, after closing it, and after opening and
 closing five 2 MB documents in turn (each measured once the server has gone quiet).
 
-The server runs the tiny scripted test model by default (written with `fimble.testing.tiny_gguf`, as the tests
+The server runs the tiny scripted test model by default (written with `fimble_dev.tiny_gguf`, as the tests
 do), so the figures measure fimble and not a model; `--model PATH` runs another one, e.g. the embedded model
 (`fimble models path` shows where it is). `--prompt-cache-mb` sets the KV snapshot budget: a small one is full
 within the first few hundred keystrokes.
@@ -43,20 +43,18 @@ from typing import Any
 from lsprotocol import types
 
 import fimble
-from fimble.evaluation.latency import (
+from fimble.evaluation.metrics import percentile, rounded
+from fimble_dev.lsp_client import (
     BenchClient,
-    Typist,
     first_item,
     initialize,
     make_client,
     position,
-    region_end,
-    start_offset,
     start_server,
     stop_server,
     wait_ready,
 )
-from fimble.evaluation.metrics import percentile, rounded
+from fimble_dev.typist import Typist, region_end, start_offset
 
 # Targets from issue #14.
 TARGET_GROWTH_MB_PER_2000 = 20.0  # RSS growth after warm-up, per 2,000 keystrokes, with the prompt cache full
@@ -116,7 +114,7 @@ async def settle(pid: int, min_s: float = 2.0, quiet_s: float = 1.0, max_s: floa
 
 def default_model(work: Path) -> Path:
     """The tiny scripted model the tests use: it answers `val=fn(x)` in milliseconds."""
-    from fimble.testing.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
+    from fimble_dev.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
 
     return write_tiny_gguf(work / "tiny-plain.gguf", TinyModelSpec(name="tiny-plain", script=SCRIPTED))
 

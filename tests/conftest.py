@@ -15,7 +15,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
-from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
 
 # One thread: on a 2-core machine llama.cpp's spinning workers otherwise fight the test process for the CPU.
 TEST_ENV = {"FIMBLE_N_THREADS": "1", "FIMBLE_N_CTX": "2048", "FIMBLE_TIME_BUDGET_MS": "30000"}

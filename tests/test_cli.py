@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fimble.testing.tiny_gguf import write_not_gguf, write_truncated_copy
+from fimble_dev.tiny_gguf import write_not_gguf, write_truncated_copy
 from tests.conftest import server_env
 
 EXAMPLE = "def add(a, b):\n    return a + b\n\n\ndef main():\n    total = \n"

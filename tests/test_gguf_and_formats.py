@@ -14,7 +14,7 @@ from fimble.model.llama_cpp_backend import LlamaCppBackend
 from fimble.prompt.assemble import Window, assemble
 from fimble.prompt.formats import Special, select_format
 from fimble.settings import Settings
-from fimble.testing.tiny_gguf import TinyModelSpec, write_not_gguf, write_tiny_gguf, write_truncated_copy
+from fimble_dev.tiny_gguf import TinyModelSpec, write_not_gguf, write_tiny_gguf, write_truncated_copy
 
 PREFIX = "def add(a, b):\n    return "
 SUFFIX = "\n\nprint(add(1, 2))\n"
@@ -47,7 +47,7 @@ def test_family_prompt_is_the_exact_token_sequence_llama_cpp_evaluates(
     if family == "granite":
         # Granite shares StarCoder's FIM tokens; its name in the GGUF tells it apart.
         path = models_dir / "granite.gguf"
-        from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS
+        from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS
 
         write_tiny_gguf(
             path, TinyModelSpec(name="granite-3b-code-base", special_tokens=FAMILY_SPECIAL_TOKENS["granite"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import get_args
 
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from fimble.completion.cache import CompletionCache
 from fimble.completion.filters import Suggestion
+from fimble.model.backend import StopReason
 from tests.conftest import Recorder, open_doc
 from tests.test_lsp_server import inline_params, wait_until
 
@@ -91,6 +93,11 @@ async def test_status_reports_tokens_and_reuse(lsp: tuple[LanguageClient, Record
     assert len(done) >= 2
     assert done[-1]["promptTokens"] > 0 and done[-1]["reusedTokens"] > 0
     assert done[-1]["serverMs"] >= 0
+    # what the benchmarks read instead of the server's log: why generation stopped, and the time of each phase
+    assert done[-1]["stopReason"] in get_args(StopReason)
+    phases = done[-1]["timingsMs"]._asdict()  # a JSON object arrives as a namedtuple
+    assert {"prompt_build", "prompt_eval", "generate", "filters", "alternatives", "total", "queue"} <= set(phases)
+    assert phases["total"] >= phases["prompt_eval"] + phases["generate"] - 0.2  # each rounded to 0.1 ms
 
 
 def test_prefix_window_start_moves_in_steps_so_the_kv_cache_survives_typing(tiny_random_model: Path) -> None:

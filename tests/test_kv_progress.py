@@ -15,7 +15,7 @@ from fimble.model.llama_cpp_backend import LlamaCppBackend
 from fimble.model.prompt_states import Checkpoint, PromptStates, Snapshot, common_prefix, thin
 from fimble.prompt.assemble import Snippet, Window, assemble
 from fimble.settings import Settings
-from fimble.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 WINDOW = 32
 # Batches that are no multiple of the window, so a feed cut between them stops off the window's grid.

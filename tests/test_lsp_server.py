@@ -11,7 +11,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from fimble.testing.tiny_gguf import write_not_gguf
+from fimble_dev.tiny_gguf import write_not_gguf
 from tests.conftest import Recorder, inline_params, open_doc, start_client, wait_until
 
 URI = "file:///work/example.py"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from llama_cpp import Llama
 
-from fimble.testing.tiny_gguf import (
+from fimble_dev.tiny_gguf import (
     BOS_TOKEN,
     FAMILY_SPECIAL_TOKENS,
     TinyModelSpec,

@@ -14,7 +14,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from fimble.testing.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS, SCRIPTED, TinyModelSpec, write_tiny_gguf
 from tests.conftest import Recorder, inline_params, open_doc, start_client, wait_until
 
 BIG = "file:///work/big.py"
@@ -130,6 +130,26 @@ async def test_a_cut_request_is_finished_in_idle_time(serve: Callable[..., Await
     # ... and the cut prompt was evaluated whole (a manual trigger goes past the cache to the model).
     _, third = await ask(client, recorder, BIG, *BIG_END, invoked=True)
     assert third["promptTokens"] == first["promptTokens"] and third["reusedTokens"] >= first["promptTokens"] - 1
+
+
+async def test_the_second_request_in_one_place_finishes_what_the_first_began(
+    serve: Callable[..., Awaitable[Started]], long_model: Path
+) -> None:
+    """A model slower than its budget: the first request is cut, the next one at the same place (sent at once, no
+    idle time between) takes over its prompt and answers with the whole suggestion, whatever the budget; nothing
+    evaluated is lost on the way."""
+    client, recorder = await serve(long_model, nCtx=8192, timeBudgetMs=100)
+    open_doc(client, BIG, BIG_TEXT)
+    text, first = await ask(client, recorder, BIG, *BIG_END)
+    assert text == "" and "time budget" in first["emptyReason"]
+    text, second = await ask(client, recorder, BIG, *BIG_END)
+    assert text == "val=fn(x)" and second.get("cached") is not True
+    assert second["reusedTokens"] > first["reusedTokens"]  # it went on from where the cut left the prompt
+    assert second["promptTokens"] == first["promptTokens"]
+    # Somewhere else the budget holds again.
+    open_doc(client, SMALL, BIG_TEXT.replace("value_", "other_"))
+    text, third = await ask(client, recorder, SMALL, *BIG_END)
+    assert text == "" and "time budget" in third["emptyReason"]
 
 
 async def test_a_request_waits_for_at_most_one_batch_of_a_warm_up(

@@ -8,9 +8,9 @@ from pathlib import Path
 import git
 import pytest
 
-from fimble.agent.scripted_backend import Answer, ScriptedBackend, scripted_factory
 from fimble.model.runtime import ModelRuntime
 from fimble.settings import Settings
+from tests.scripted import Answer, ScriptedBackend, scripted_factory
 
 RuntimeFactory = Callable[..., tuple[ModelRuntime, ScriptedBackend]]
 

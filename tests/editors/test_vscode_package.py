@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from .test_vscode_e2e import _newest_source_mtime
 
@@ -45,6 +46,10 @@ def test_vsix_contents(vsix: Path) -> None:
     assert "extension/node_modules/vscode-languageclient/package.json" in names
     assert "extension/node_modules/markdown-it/package.json" in names
     assert "extension/media/explain.js" in names
+    # The icon the Extensions view shows: a 128x128 PNG, inside the package.
+    assert manifest["icon"] == "media/icon.png"
+    with zipfile.ZipFile(vsix) as z, Image.open(io.BytesIO(z.read("extension/media/icon.png"))) as icon:
+        assert (icon.format, icon.size) == ("PNG", (128, 128))
     # Neither tests, sources, dev tools nor source maps.
     assert not [n for n in names if n.startswith("extension/out/test/")]
     assert not [n for n in names if n.endswith((".ts", ".map")) and not n.endswith(".d.ts")]

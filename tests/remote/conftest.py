@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from fimble.settings import Settings
-from fimble.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 SERVER_START_TIMEOUT_S = 90
 

@@ -1,4 +1,5 @@
-"""Shared bits for the harness and benchmark tests: a scripted completer and small HumanEval-shaped tasks."""
+"""Shared bits for the harness and benchmark tests: small HumanEval-shaped tasks and running a script (the scripted
+completer is `tests.scripted.ScriptedCompleter`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fimble.completion.pipeline import Completion
 from fimble.evaluation.humaneval import InfillTask
-from fimble.model.backend import GenerationResult
-from fimble.prompt.assemble import Prompt
-from fimble.settings import Settings
 from tests.conftest import server_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,40 +50,6 @@ def write_dataset(folder: Path, tasks: list[InfillTask] = TASKS) -> Path:
             for task in tasks:
                 fh.write(json.dumps(task.__dict__) + "\n")
     return folder
-
-
-class Scripted:
-    """A completer that answers from a table (by file text), so scoring can be checked without a model."""
-
-    def __init__(self, answers: dict[str, str]) -> None:
-        self.answers = answers
-        self.calls: list[tuple[Path, str, int]] = []
-        self.changed: list[str] = []
-        self.prompts: list[tuple[Path, str, int]] = []
-
-    def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion:
-        self.calls.append((root, rel_path, offset))
-        on_disk = (root / rel_path).read_text(encoding="utf-8")
-        assert on_disk == text, "the harness must put the exact document on disk for the context engine"
-        answer = self.answers.get(text[:offset], "")
-        return Completion(
-            text=answer,
-            replace_suffix=0,
-            prompt=Prompt(format="scripted", ids=[1, 2, 3], pieces=[]),
-            generation=GenerationResult(answer, "eos", prompt_tokens=3, generated_tokens=1),
-            timings_ms={"total": 1.0},
-        )
-
-    def prompt(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Prompt:
-        self.prompts.append((root, rel_path, offset))
-        assert (root / rel_path).read_text(encoding="utf-8") == text
-        return Prompt(format="scripted", ids=[1, 2, 3], pieces=[])
-
-    def file_changed(self, root: Path, rel_path: str) -> None:
-        self.changed.append(rel_path)
-
-    def drop_context(self, root: Path) -> None:
-        pass
 
 
 def run_script(

@@ -39,6 +39,7 @@ def test_fresh_big_file_budget200_and_overhead(tmp_path: Path, tiny_model: Path)
         assert run["first_whole_ms"] is not None and run["requests"] >= 1
         assert run["cut_suggestions_shown"] == 0
         assert run["asks"][run["requests"] - 1]["suggestion"] == "val=fn(x)"
+        assert all(a["stop_reason"] for a in run["asks"] if a["cached"] is False)  # from fimble/status
         for later in run["asks"][1 : run["requests"]]:
             if not later["cached"]:  # what an earlier, cut request evaluated is kept
                 assert later["reused_tokens"] > 0, run["asks"]

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from fimble.evaluation.latency import Typist, position, region_end, start_offset
+from fimble_dev.lsp_client import position
+from fimble_dev.typist import Typist, region_end, start_offset
 from tests.scripts.helpers import run_script
 
 SOURCE = (
@@ -80,6 +81,11 @@ def test_bench_replays_typing_and_compares_with_bare_llama(tmp_path: Path, tiny_
     assert summary["actions"]["typo"] >= 2 and summary["actions"]["backspace"] >= 2
     request = report["requests"][0]
     assert request["prompt_tokens_debug"] == request["bare_tokens"] > 0
+    # Model time and the pipeline's phases come from fimble/status (stopReason, timingsMs), not from the log.
+    assert {"stopReason", "timingsMs"} <= set(report["status_fields"])
+    assert summary["overhead_ms"]["n"] == 5 and "prompt_build" in summary["pipeline_phases_ms_p50"]
+    model_runs = [r for r in report["requests"] if r["cached"] is False]
+    assert model_runs and all(r["stop_reason"] and r["model_ms"] is not None for r in model_runs)
     assert request["key_to_suggestion_ms"] > request["latency_ms"]  # the debounce sits between them
     assert report["model"]["name"] == "tiny-plain"
     # The peer got the same prompts, with its prompt cache on.

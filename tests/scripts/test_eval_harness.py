@@ -10,7 +10,8 @@ from fimble.evaluation.humaneval import candidate
 from fimble.evaluation.metrics import edit_similarity, percentile
 from fimble.evaluation.sandbox import Limits
 from fimble.settings import Settings
-from tests.scripts.helpers import TASKS, Scripted, run_script, write_dataset
+from tests.scripted import ScriptedCompleter
+from tests.scripts.helpers import TASKS, run_script, write_dataset
 from tests.scripts.test_repo_sources import make_index
 
 
@@ -20,7 +21,7 @@ def test_scoring_counts_a_right_answer_and_a_wrong_one() -> None:
         right.prompt: right.canonical_solution.rstrip("\n") + "\n    # and more\n",  # extra lines: first one scored
         wrong.prompt: "        if x % 2 == 1:",
     }
-    out = run_humaneval(Scripted(answers), "humaneval-single", TASKS, Settings(), Limits(), lambda _: None)
+    out = run_humaneval(ScriptedCompleter(answers), "humaneval-single", TASKS, Settings(), Limits(), lambda _: None)
     assert isinstance(out, SuiteResult)
     by_id = {t["task_id"]: t for t in out.tasks}
     assert by_id[right.task_id]["passed"] and by_id[right.task_id]["exact_match"]

@@ -9,7 +9,7 @@ import pytest
 from fimble.evaluation.harness import Checkpoint, run_repo
 from fimble.evaluation.repo_tasks import RepoTask, SourceTree, Workspace, build_tasks, interleave, source_tree
 from fimble.settings import Settings
-from tests.scripts.helpers import Scripted
+from tests.scripted import ScriptedCompleter
 
 FILES = {
     "__init__.py": "from .models import Thing\n",
@@ -112,9 +112,9 @@ def test_workspace_holds_the_masked_file_only_while_completing(package: SourceTr
 def test_repo_suite_scores_the_first_line(package: SourceTree) -> None:
     right, wrong = build_tasks(package, per_file=2)
     # The first line of a suggestion is scored; later lines are the model running on.
-    engine = Scripted({right.prefix: right.target + "\n    more()", wrong.prefix: "print(n)"})
+    engine = ScriptedCompleter({right.prefix: right.target + "\n    more()", wrong.prefix: "print(n)"})
     result = run_repo(engine, [right, wrong], {"pkg": package}, Settings(), lambda _: None, splits={"pkg": "tuning"})
-    # Scripted checks that the file on disk is the masked text during each call; the index is told both ways.
+    # ScriptedCompleter checks that the file on disk is the masked text during each call; the index is told both ways.
     assert [rel for _, rel, _ in engine.calls] == ["pkg/app.py", "pkg/app.py"]
     assert engine.changed == ["pkg/app.py"] * 4
     # run in file order (the window-only prompts of one file share their start), whatever order they were drawn in
@@ -130,10 +130,12 @@ def test_repo_suite_scores_the_first_line(package: SourceTree) -> None:
 
 def test_score_only_builds_prompts_without_generating(package: SourceTree) -> None:
     tasks = build_tasks(package, per_file=2)
-    engine = Scripted({})
+    engine = ScriptedCompleter({})
     result = run_repo(engine, tasks, {"pkg": package}, Settings(), lambda _: None, score_only=True, label="x")
     assert result.context == "x" and not engine.calls and len(engine.prompts) == 2
-    assert all("suggestion" not in t and t["stats"]["prompt_tokens"] == 3 for t in result.tasks)
+    # the scripted prompt is the text before the cursor, one token a character
+    prefixes = {t.task_id: len(t.prefix) for t in tasks}
+    assert all("suggestion" not in t and t["stats"]["prompt_tokens"] == prefixes[t["task_id"]] for t in result.tasks)
     summary = result.summary()
     assert summary["n"] == 2 and summary["exact_match"] is None and summary["empty"] == 0
 
@@ -150,10 +152,10 @@ def _task(prefix: str, i: int) -> RepoTask:
 def test_a_stopped_run_resumes_from_its_checkpoint(package: SourceTree, tmp_path: Path) -> None:
     tasks = build_tasks(package, per_file=2)
     path = tmp_path / "out.json.partial.jsonl"
-    first = Scripted({t.prefix: t.target for t in tasks})
+    first = ScriptedCompleter({t.prefix: t.target for t in tasks})
     run_repo(first, tasks[:1], {"pkg": package}, Settings(), lambda _: None, checkpoint=Checkpoint(path, False))
     path.write_text(path.read_text() + '{"mode": "all", "record": ')  # the line the kill cut short
-    again = Scripted({t.prefix: t.target for t in tasks})
+    again = ScriptedCompleter({t.prefix: t.target for t in tasks})
     checkpoint = Checkpoint(path, resume=True)
     result = run_repo(again, tasks, {"pkg": package}, Settings(), lambda _: None, checkpoint=checkpoint)
     assert len(again.calls) == 1  # only the task the first run did not finish

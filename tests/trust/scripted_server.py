@@ -7,10 +7,14 @@ to answer a fix correctly (a tiny random-weight GGUF cannot). Everything else is
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from fimble.agent.scripted_backend import ScriptedBackend, scripted_factory
+# Run as a script: the repository root, where `tests` lives, is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from fimble.lsp.server import create_server
 from fimble.model.runtime import ModelRuntime
+from tests.scripted import ScriptedBackend, scripted_factory
 
 if __name__ == "__main__":
     backend = ScriptedBackend(answers=list(sys.argv[1:]))

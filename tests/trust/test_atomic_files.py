@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fimble.testing.tiny_gguf import write_truncated_copy
 from fimble.trust.files import atomic_copy, atomic_write_bytes, atomic_write_text
+from fimble_dev.tiny_gguf import write_truncated_copy
 from tests.conftest import server_env
 
 LIMIT = 4096  # bytes a child may write to any one file

@@ -13,7 +13,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from fimble.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
+from fimble_dev.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from tests.conftest import inline_params, open_doc, start_client, wait_until
 
 

@@ -396,7 +396,11 @@ class FimbleServer(LanguageServer):
         def job(backend: ModelBackend) -> Completion:
             waited_ms = (time.monotonic() - submitted) * 1000  # behind a warm-up's batch or an earlier request
             planned = self.warmups.prompt_for(request)  # built in idle time, or by an unfinished request here
-            result = complete(backend, request, cancel, candidates=candidates, planned=planned)
+            # An answer an earlier request here left unfinished is finished now, whatever the budget: that request
+            # spent it, its user still waits, and what it evaluated is kept. A model slower than the budget thus
+            # shows its whole suggestion at the second request in one place, never a cut one.
+            token = cancel.without_deadline() if self.warmups.unfinished_here(request) else cancel
+            result = complete(backend, request, token, candidates=candidates, planned=planned)
             self.warmups.note_answer(request, result, serial)
             result.timings_ms["queue"] = waited_ms
             return result
@@ -423,6 +427,9 @@ class FimbleServer(LanguageServer):
             generatedTokens=g.generated_tokens,
             serverMs=round(result.timings_ms["total"] - g.prompt_ms - g.generate_ms, 1),
             queueMs=round(result.timings_ms.get("queue", 0.0), 1),
+            stopReason=g.stop_reason,
+            # by phase (prompt_build, prompt_eval, generate, filters, alternatives, total, queue): for benchmarks
+            timingsMs={phase: round(ms, 1) for phase, ms in result.timings_ms.items()},
             cached=False,
             **({"emptyReason": result.empty_reason} if result.empty_reason else {}),
         )

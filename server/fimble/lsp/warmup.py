@@ -142,6 +142,13 @@ class WarmUps:
             return prepared[1], prepared[2]
         return None
 
+    def unfinished_here(self, request: CompletionRequest) -> bool:
+        """Whether the document's latest answer was left unfinished (cut by the clock, or cancelled) at this very
+        place: the user has been waiting for it since, through that request's budget."""
+        with self._lock:
+            answer = self._answers.get(request.uri)
+        return answer is not None and not answer.completion.finished and _same_place(answer.request, request)
+
     def note_answer(self, request: CompletionRequest, completion: Completion, serial: int) -> None:
         with self._lock:
             self._answers[request.uri] = Answer(request, completion, serial)

@@ -52,6 +52,10 @@ class CancelToken:
     def cancel(self) -> None:
         self._event.set()
 
+    def without_deadline(self) -> CancelToken:
+        """The same cancel (a newer request, the client's cancel), without a time budget."""
+        return CancelToken(self._event)
+
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()

@@ -21,7 +21,10 @@
 //   FIMBLE_E2E_MACHINE_SETTINGS  the remote (machine) settings.json, where machine-scoped settings are saved: a
 //                           code-server window is a remote window, so its Settings editor offers them in the
 //                           "Remote" tab only
-//   FIMBLE_E2E_MODE         "install": first the install from the editor (see installFlow), then the ghost text,
+//   FIMBLE_E2E_MODE         "docs": the pictures for the READMEs (see docsFlow), and nothing else; it also needs
+//   FIMBLE_E2E_LINE         the line (1-based) at whose end FIMBLE_E2E_TYPE is typed, and
+//   FIMBLE_E2E_FIX_FILE     a file with an error on FIMBLE_E2E_FIX_LINE, for "fimble: Fix at cursor"
+//                           "install": first the install from the editor (see installFlow), then the ghost text,
 //                           and nothing else; it also needs
 //   FIMBLE_E2E_PYTHON       a Python 3.11+ that the driver links as
 //   FIMBLE_E2E_PYTHON_LINK  python3 in the (until then Python-less) PATH folder of code-server, and
@@ -453,6 +456,135 @@ async function installFlow(page) {
   step("installed", { progress: install.progress, done: install.done });
 }
 
+/** Quick Open: opens `name` from the workspace and returns its editor. */
+async function openFile(page, name) {
+  await page.keyboard.press("Control+P");
+  const quick = page.locator(".quick-input-widget input").first();
+  await quick.waitFor({ state: "visible", timeout: T });
+  await quick.fill(name);
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: name }).first().waitFor({ state: "visible", timeout: T });
+  await page.keyboard.press("Enter");
+  await page.locator(".tab.active", { hasText: name }).waitFor({ state: "visible", timeout: T });
+  const editor = page.locator(".editor-group-container.active .monaco-editor").first();
+  await editor.waitFor({ state: "visible", timeout: T });
+  step("file open", { name });
+  return editor;
+}
+
+/** Puts the cursor at the end of line `line` (1-based) with "Go to Line". */
+async function goToLineEnd(page, line) {
+  await page.keyboard.press("Control+G");
+  const input = page.locator(".quick-input-widget input").first();
+  await input.waitFor({ state: "visible", timeout: T });
+  await input.fill(`:${line}`);
+  await page.keyboard.press("Enter");
+  await input.waitFor({ state: "hidden", timeout: T });
+  await page.keyboard.press("End");
+}
+
+/** Takes a picture for the docs once the notifications and hovers that would cover the editor are gone. */
+async function docsShot(page, name) {
+  await page.mouse.move(0, 0);
+  await page.waitForTimeout(300);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const shot = path.join(SHOTS, name);
+  await page.screenshot({ path: shot });
+  step("screenshot", { shot });
+}
+
+/**
+ * The pictures for the READMEs, each a state a user sees: ghost text in a real file, the explanation of a function
+ * beside it, and a verified fix applied (the code corrected, fimble's message saying how it was checked).
+ */
+async function docsFlow(page) {
+  const docs = (result.docs = {});
+  const editor = await openFile(page, FILE);
+  result.statusBeforeTyping = await waitForStatus(page, /^fimble: ready/, T);
+  await editor.locator(".view-lines").click();
+  await goToLineEnd(page, Number(env.FIMBLE_E2E_LINE));
+  await page.keyboard.type(TYPE, { delay: 60 });
+  step("typed", { text: TYPE });
+  const ghost = page.locator(".monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text").first();
+  try {
+    await ghost.waitFor({ state: "visible", timeout: Math.min(T, 60000) });
+  } catch {
+    step("no ghost text yet: triggering inline suggestion");
+    await runCommand(page, "Trigger Inline Suggestion");
+    await ghost.waitFor({ state: "visible", timeout: T });
+  }
+  // The status bar shows the latency once the answer is in; the picture waits for it.
+  docs.status = await waitForStatus(page, /\d+ ms/, T).catch(() => undefined);
+  docs.ghostText = await ghostText(page);
+  docs.editor = await editorText(page);
+  step("ghost text", { ghost: docs.ghostText });
+  await docsShot(page, "vscode-ghost-text.png");
+
+  // Accept it, then explain the whole file beside it.
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Control+S");
+  await page.locator(".tab.active.dirty").waitFor({ state: "detached", timeout: T }).catch(() => undefined);
+  docs.accepted = await editorText(page);
+  await page.keyboard.press("Control+A");
+  await runCommand(page, "fimble: Explain selection");
+  const end = Date.now() + T;
+  let explanation;
+  while (Date.now() < end) {
+    explanation = await findExplanation(page);
+    if (explanation && /done|failed/.test(explanation.state) && explanation.text) {
+      break;
+    }
+    await page.waitForTimeout(500);
+  }
+  docs.explanation = explanation;
+  step("explanation", explanation ? { state: explanation.state, chars: explanation.text.length } : { missing: true });
+  if (!explanation || explanation.state !== "done") {
+    throw new Error("the explanation did not finish: no picture of a half-written one");
+  }
+  await page.keyboard.press("Escape");
+  await docsShot(page, "vscode-explain.png");
+
+  // A typo flagged by fimble's diagnostic, then "fimble: Fix at cursor" on its line, alone on screen.
+  await runCommand(page, "View: Close All Editors");
+  const fixEditor = await openFile(page, env.FIMBLE_E2E_FIX_FILE);
+  await fixEditor.locator(".squiggly-error").first().waitFor({ state: "visible", timeout: T });
+  await fixEditor.locator(".view-lines").click();
+  await goToLineEnd(page, Number(env.FIMBLE_E2E_FIX_LINE));
+  const before = await editorText(page);
+  await runCommand(page, "fimble: Fix at cursor");
+  const fixEnd = Date.now() + T;
+  let messages = [];
+  while (Date.now() < fixEnd) {
+    const picker = page.locator(".quick-input-widget", { hasText: "Fix with fimble" });
+    if (await picker.isVisible().catch(() => false)) {
+      await page.keyboard.press("Enter");
+    }
+    messages = await page.evaluate(() =>
+      [...document.querySelectorAll(".notifications-toasts .notification-list-item-message, .statusbar-item")]
+        .map((e) => (e.textContent || "").trim())
+        .filter((t) => /fimble fix:|fimble: fix with fimble|no verified fix|no fix here/i.test(t)),
+    );
+    if (messages.some((m) => /fimble fix:|no verified fix|no fix here/i.test(m)) && (await editorText(page)) !== before) {
+      break;
+    }
+    if (messages.some((m) => /no verified fix|no fix here/i.test(m))) {
+      break;
+    }
+    await page.waitForTimeout(500);
+  }
+  await page.keyboard.press("Control+S");
+  await page.locator(".tab.active.dirty").waitFor({ state: "detached", timeout: T }).catch(() => undefined);
+  // The status bar names the checks that passed once the edit is applied: read the messages again.
+  messages = await page.evaluate(() =>
+    [...document.querySelectorAll(".notifications-toasts .notification-list-item-message, .statusbar-item")]
+      .map((e) => (e.textContent || "").trim())
+      .filter((t) => /fimble fix:|fimble: fix with fimble|no verified fix|no fix here/i.test(t)),
+  );
+  docs.fix = { messages, before, after: await editorText(page) };
+  step("fix", docs.fix);
+  await docsShot(page, "vscode-fix.png");
+  result.statusAtEnd = await statusText(page);
+}
+
 async function main() {
   if (!URL_) {
     throw new Error("FIMBLE_E2E_URL is not set");
@@ -487,6 +619,11 @@ async function main() {
     // fimble's status bar item appears once the extension is active.
     await page.locator(STATUS_ITEM).first().waitFor({ state: "visible", timeout: T });
     step("fimble status bar item", await statusText(page));
+    if (env.FIMBLE_E2E_MODE === "docs") {
+      await docsFlow(page);
+      result.ok = true;
+      return;
+    }
     const installMode = env.FIMBLE_E2E_MODE === "install";
     if (installMode) {
       await installFlow(page);

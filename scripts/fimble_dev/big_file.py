@@ -9,7 +9,7 @@ measured after the server has stopped: the target is 1.2x that, in at most 2 req
 by the clock shown. "slow" is the same with `nThreads` 1, "budget200" with `timeBudgetMs` 200 (a model slower than
 its budget, asked again every 250 ms). "overhead" replays typing into the same file with the tiny scripted test
 model (model time a few milliseconds) and reports everything but the model's compute per keystroke
-(`fimble.evaluation.latency`).
+(`fimble_dev.latency`).
 """
 
 from __future__ import annotations
@@ -31,22 +31,25 @@ from lsprotocol import types
 
 from fimble import __version__
 from fimble.cli.common import add_setting_flags, setting_overrides
-from fimble.evaluation import latency
-from fimble.evaluation.latency import (
-    BareLlama,
-    LogTail,
-    Request,
-    Session,
+from fimble.settings import Settings
+from fimble.trust.files import atomic_write_text
+from fimble_dev import latency
+from fimble_dev.baselines import BareLlama
+from fimble_dev.lsp_client import (
+    BenchClient,
+    debug_prompt,
     first_item,
     initialize,
     make_client,
     position,
-    start_offset,
+    server_env,
     start_server,
+    stop_server,
     wait_ready,
 )
-from fimble.settings import Settings
-from fimble.trust.files import atomic_write_text
+from fimble_dev.record import Request, take_status
+from fimble_dev.replay import run_session
+from fimble_dev.typist import start_offset
 
 TARGET_RATIO = 1.2
 TARGET_REQUESTS = 2
@@ -67,15 +70,13 @@ class Ask:
     """One request of the fresh-file scenario."""
 
     request: Request
-    stop_reason: str = ""
-    empty_reason: str = ""
-    queue_ms: float | None = None
 
     @property
     def whole(self) -> bool:
         """A suggestion the model finished: shown, and its generation not stopped by the clock (an answer from the
         typed-through cache is always a finished one)."""
-        return bool(self.request.suggestion) and (self.request.cached is True or self.stop_reason != "deadline")
+        r = self.request
+        return bool(r.suggestion) and (r.cached is True or r.stop_reason != "deadline")
 
     def as_json(self) -> dict[str, Any]:
         r = self.request
@@ -86,9 +87,9 @@ class Ask:
             "prompt_tokens": r.prompt_tokens,
             "reused_tokens": r.reused_tokens,
             "generated_tokens": r.generated_tokens,
-            "stop_reason": self.stop_reason,
-            "empty_reason": self.empty_reason,
-            "queue_ms": _round(self.queue_ms),
+            "stop_reason": r.stop_reason,
+            "empty_reason": r.empty_reason,
+            "queue_ms": _round(r.queue_ms),
             "phases_ms": {k: round(v, 1) for k, v in r.phases_ms.items()},
         }
 
@@ -161,8 +162,7 @@ async def ask_until_whole(
     run = FreshRun(label="", settings=init_options, line=pos.line + 1)
     client = make_client(init_options)
     log_path = work / "server.log"
-    await start_server(client, log_path, latency._server_env(args))
-    log = LogTail(log_path)
+    await start_server(client, log_path, server_env())
     uri = file.as_uri()
     prompt = ""
     try:
@@ -186,29 +186,26 @@ async def ask_until_whole(
             )
         )
         await asyncio.sleep(args.debounce_ms / 1000)
-        log.completions()
         started = time.monotonic()
         for index in range(max_requests):
-            ask = await _ask(client, log, uri, pos, index, offset, args.request_timeout)
+            ask = await _ask(client, uri, pos, index, offset, args.request_timeout)
             run.asks.append(ask)
-            if ask.request.suggestion and ask.stop_reason == "deadline" and not ask.request.cached:
+            if ask.request.suggestion and ask.request.stop_reason == "deadline" and not ask.request.cached:
                 run.cut_shown += 1
             if ask.whole:
                 run.first_ms = (time.monotonic() - started) * 1000
                 run.requests = index + 1
                 break
             await asyncio.sleep(retry_ms / 1000)
-        debug = await latency.debug_prompt(client, uri, pos, args.request_timeout)
+        debug = await debug_prompt(client, uri, pos, args.request_timeout)
         prompt = str(debug.get("prompt", ""))
         run.prompt_tokens = int(debug["tokens"]) if "tokens" in debug else None
     finally:
-        await latency.stop_server(client)
+        await stop_server(client)
     return run, prompt
 
 
-async def _ask(
-    client: latency.BenchClient, log: LogTail, uri: str, pos: types.Position, index: int, offset: int, timeout: float
-) -> Ask:
+async def _ask(client: BenchClient, uri: str, pos: types.Position, index: int, offset: int, timeout: float) -> Ask:
     req = Request(index=index, action="ask", offset=offset)
     n_status = len(client.statuses)
     t0 = time.monotonic()
@@ -224,19 +221,8 @@ async def _ask(
     )
     req.latency_ms = (time.monotonic() - t0) * 1000
     req.suggestion = first_item(result)
-    statuses = [s for _, s in client.statuses[n_status:]]
-    latency._take_status(req, statuses, Session())
-    lines = log.completions()
-    latency._take_log(req, lines)
-    ready = [s for s in statuses if s.get("state") == "ready"]
-    ask = Ask(req)
-    if ready:
-        ask.empty_reason = str(ready[-1].get("emptyReason", ""))
-        queue = ready[-1].get("queueMs")
-        ask.queue_ms = float(queue) if isinstance(queue, int | float) else None
-    if lines and not req.cached:
-        ask.stop_reason = str(lines[-1].get("stop_reason", ""))
-    return ask
+    take_status(req, [s for _, s in client.statuses[n_status:]])
+    return Ask(req)
 
 
 def measure_bare(run: FreshRun, prompt: str, model_path: str, settings: Settings) -> None:
@@ -260,7 +246,7 @@ def measure_bare(run: FreshRun, prompt: str, model_path: str, settings: Settings
 
 def overhead_run(file: Path, root: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Typing replay with the tiny scripted model: the server's own cost per keystroke on the big file."""
-    from fimble.testing.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
+    from fimble_dev.tiny_gguf import SCRIPTED, TinyModelSpec, write_tiny_gguf
 
     model = write_tiny_gguf(work / "tiny-plain.gguf", TinyModelSpec(name="tiny-plain", script=SCRIPTED))
     replay = latency.build_parser().parse_args(
@@ -281,7 +267,7 @@ def overhead_run(file: Path, root: Path, args: argparse.Namespace, work: Path) -
     )
     overrides = setting_overrides(replay)
     overrides.setdefault("n_threads", 1)  # the tiny model's compute is negligible; one thread leaves a core free
-    session = asyncio.run(latency.run_session(replay, overrides, work))
+    session = asyncio.run(run_session(replay, overrides, work))
     summary = latency.summarize(session, Settings.from_env().merged(overrides), {})
     return {k: summary[k] for k in _OVERHEAD_KEYS} | {"settings": {"nThreads": overrides["n_threads"]}}
 

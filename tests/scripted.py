@@ -1,4 +1,5 @@
-"""A scripted model: a real `ModelBackend` whose answers are given in advance, for the fix loop's unit tests.
+"""The test suite's scripted model: a real `ModelBackend` whose answers are given in advance (the fix loop's tests, a
+scripted `fimble serve`), and the evaluation harness's completer answering through it (the harness's tests).
 
 It implements the same protocol as the llama.cpp engine (tokenize, encode with special tokens, streaming generate
 that honours stop strings, max_tokens, cancel and deadlines), so the code under test cannot tell the difference,
@@ -11,7 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from fimble.completion.pipeline import Completion
 from fimble.errors import ModelError
 from fimble.model.backend import (
     CancelToken,
@@ -23,7 +26,9 @@ from fimble.model.backend import (
     encode_pieces,
     find_stop,
 )
+from fimble.prompt.assemble import Prompt
 from fimble.prompt.formats import Piece, format_by_name
+from fimble.settings import Settings
 
 # Special tokens live above the Unicode range so they can never collide with a character's code point.
 _SPECIAL_BASE = 0x110000
@@ -153,3 +158,45 @@ def scripted_factory(backend: ScriptedBackend) -> Callable[..., ScriptedBackend]
         return backend
 
     return factory
+
+
+class ScriptedCompleter:
+    """The evaluation harness's completer (the interface of `fimble.evaluation.pipeline_runner.Engine`) with a scripted
+    model behind it: the prompt is the text before the cursor, the answer is the one `answers` gives for that text
+    (none: empty), unfiltered, so scoring can be checked without a model. Records what the harness asked, and checks
+    that the file on disk is the exact document at each call (the context engine reads it there)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.backend = ScriptedBackend(answers=[lambda prefix: answers.get(prefix, "")])
+        self.calls: list[tuple[Path, str, int]] = []
+        self.changed: list[str] = []
+        self.prompts: list[tuple[Path, str, int]] = []
+
+    def complete(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Completion:
+        self.calls.append((root, rel_path, offset))
+        assert (root / rel_path).read_text(encoding="utf-8") == text, "the harness must put the exact document on disk"
+        prompt = self._prompt(text, offset)
+        # No token limit: the answer is given whole, the harness scores what it is given.
+        result = self.backend.generate(prompt.ids, GenerationParams(max_tokens=1 << 20), CancelToken())
+        return Completion(
+            text=result.text,
+            replace_suffix=0,
+            prompt=prompt,
+            generation=result,
+            timings_ms={"total": result.generate_ms},
+        )
+
+    def prompt(self, root: Path, rel_path: str, text: str, offset: int, settings: Settings) -> Prompt:
+        self.prompts.append((root, rel_path, offset))
+        assert (root / rel_path).read_text(encoding="utf-8") == text
+        return self._prompt(text, offset)
+
+    def _prompt(self, text: str, offset: int) -> Prompt:
+        prefix = text[:offset]
+        return Prompt(format="scripted", ids=self.backend.tokenize(prefix), pieces=[prefix])
+
+    def file_changed(self, root: Path, rel_path: str) -> None:
+        self.changed.append(rel_path)
+
+    def drop_context(self, root: Path) -> None:
+        pass
