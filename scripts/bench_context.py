@@ -30,12 +30,12 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from fimble.context.base import ContextQuery
 from fimble.context.engine import ContextEngine
-from fimble.context.tokens import TokenEstimator
+from fimble.context.source_types import ContextQuery
 from fimble.documents import DocumentStore
 from fimble.index.gitinfo import GitInfo
 from fimble.index.workspace import WorkspaceIndex
+from fimble.prompt.budget import TokenEstimator
 from fimble.trust.files import atomic_write_text
 
 PACKAGES = ("mypy", "numpy", "hypothesis", "pydantic", "pydantic_core", "fastapi", "pygls", "lsprotocol", "git")

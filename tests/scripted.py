@@ -161,7 +161,7 @@ def scripted_factory(backend: ScriptedBackend) -> Callable[..., ScriptedBackend]
 
 
 class ScriptedCompleter:
-    """The evaluation harness's completer (the interface of `fimble.evaluation.engine.Engine`) with a scripted
+    """The evaluation harness's completer (the interface of `fimble.evaluation.pipeline_runner.Engine`) with a scripted
     model behind it: the prompt is the text before the cursor, the answer is the one `answers` gives for that text
     (none: empty), unfiltered, so scoring can be checked without a model. Records what the harness asked, and checks
     that the file on disk is the exact document at each call (the context engine reads it there)."""

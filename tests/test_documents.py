@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fimble.documents import Document, DocumentStore
-from fimble.documents.document import TextEdit, split_lines, utf16_to_index
+from fimble.documents.document import ByteMap, TextEdit, byte_offset, split_lines, utf8_len, utf16_to_index
 from fimble.errors import DocumentError
 
 
@@ -110,3 +110,16 @@ def test_a_document_over_the_size_limit_is_kept_in_step_but_not_announced() -> N
     assert store.set_limit(0) == [] and len(announced) == 2 and not store.oversized(doc)
     # the limit counts UTF-8 bytes, not characters
     assert Document(uri="u", text="é😀").size_bytes == 6
+
+
+@pytest.mark.parametrize("text", ["plain ascii", "é = 'naïve'\n", "x = '😀'  # 中文\n", "\ud800 lone surrogate"])
+def test_byte_offsets_and_back(text: str) -> None:
+    """One UTF-8 offset helper for documents, syntax trees, the context window and diagnostics."""
+    data = text.encode("utf-8", "surrogatepass")
+    bmap = ByteMap(text)
+    assert utf8_len(text) == len(data)
+    for i in range(len(text) + 1):
+        b = byte_offset(text, i)
+        assert b == len(text[:i].encode("utf-8", "surrogatepass"))
+        assert bmap.to_byte(i) == b
+        assert bmap.to_index(b) == i

@@ -101,8 +101,8 @@ async def test_status_reports_tokens_and_reuse(lsp: tuple[LanguageClient, Record
 
 
 def test_prefix_window_start_moves_in_steps_so_the_kv_cache_survives_typing(tiny_random_model: Path) -> None:
-    from fimble.context.window import PREFIX_GRID_LINES, cut_prefix
     from fimble.model.llama_cpp_backend import LlamaCppBackend
+    from fimble.prompt.budget import PREFIX_GRID_LINES, cut_prefix
     from fimble.settings import Settings
 
     backend = LlamaCppBackend(tiny_random_model, Settings(n_threads=1, n_ctx=2048))

@@ -15,10 +15,10 @@ from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient
 
 from fimble.completion.filters import Suggestion
-from fimble.context.base import ContextQuery
 from fimble.context.engine import ContextEngine
-from fimble.context.tokens import TokenEstimator
+from fimble.context.source_types import ContextQuery
 from fimble.lsp.server import TOO_LARGE, FimbleServer, create_server
+from fimble.prompt.budget import TokenEstimator
 from tests.conftest import open_doc, start_client
 from tests.scripts.helpers import run_script
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import tree_sitter
 
-from fimble.completion.filters.base import indent_width
-from fimble.completion.filters.syntax import count_errors
-from fimble.syntax.languages import get_parser
+from fimble.completion.filters.suggestion import indent_width
+from fimble.syntax.error_nodes import count_errors
+from fimble.syntax.grammars import get_parser
 
 
 @dataclass

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from lsprotocol import types
 
-from fimble.agent.diagnostics import count_errors, parse, syntax_problems
+from fimble.agent.diagnostics import parse, syntax_problems
 from fimble.agent.edits import apply_replacements, minimal_replacements, workspace_edit
-from fimble.agent.scope import enclosing_definition, enclosing_unit, identifiers
+from fimble.agent.enclosing_unit import enclosing_definition, enclosing_unit, identifiers
 from fimble.documents.document import Document
+from fimble.syntax.error_nodes import count_errors, error_nodes
 
 
 @pytest.mark.parametrize(
@@ -72,9 +73,17 @@ def test_error_node_is_underlined_on_its_first_line_only() -> None:
 
 
 def test_count_errors() -> None:
-    assert count_errors(parse("x = (1 +\n", "python")) >= 1
-    assert count_errors(parse("x = 1\n", "python")) == 0
-    assert count_errors(None) == 0
+    broken = count_errors(parse("x = (1 +\n", "python"))
+    assert broken.nodes >= 1
+    assert count_errors(parse("x = 1\n", "python")) == (0, 0)
+    assert count_errors(None) == (0, 0)
+    # an ERROR node swallows text, a MISSING one is empty; nested errors count once, in the outermost node
+    tree = parse("def f(:\n    return )\n", "python")
+    assert tree is not None
+    nodes = error_nodes(tree.root_node)
+    assert nodes and [n.start_byte for n in nodes] == sorted(n.start_byte for n in nodes)
+    assert count_errors(tree) == (len(nodes), sum(n.end_byte - n.start_byte for n in nodes if not n.is_missing))
+    assert error_nodes(tree.root_node, limit=1) == nodes[:1]
 
 
 def test_units() -> None:

@@ -11,7 +11,8 @@ import git
 import pytest
 
 from fimble.agent.diagnostics import Problem, syntax_problems
-from fimble.agent.fix_loop import FixRequest, extract_code, reindent, run_fix, trim_to_unit
+from fimble.agent.fix_answer import extract_code, reindent, trim_to_unit
+from fimble.agent.fix_loop import FixRequest, run_fix
 from fimble.agent.prompts import build_prompt
 from fimble.model.backend import CancelToken
 from fimble.prompt.assemble import Snippet

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fimble.context.base import ContextQuery, ContextResult
 from fimble.context.engine import ContextEngine
-from fimble.context.tokens import TokenEstimator
+from fimble.context.source_types import ContextQuery, ContextResult
+from fimble.prompt.budget import TokenEstimator
 
 ALL = ("scope", "definitions", "similar", "ring", "git")
 SECRET = "TOPSECRET_do_not_send"

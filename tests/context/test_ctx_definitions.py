@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fimble.context.base import ContextQuery
 from fimble.context.engine import ContextEngine
+from fimble.context.source_types import ContextQuery
 from fimble.index.render import render_file
 from fimble.index.symbols import Symbol
 from fimble.syntax.specs import spec_for

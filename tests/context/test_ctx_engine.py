@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from fimble.context.base import Budget, Candidate, ContextQuery, Cursor
-from fimble.context.engine import SOURCE_ORDER, SOURCE_SHARE, ContextEngine
-from fimble.context.ring import Ring, line_similarity
-from fimble.context.tokens import TokenEstimator
+from fimble.context.engine import SOURCE_ORDER, ContextEngine
+from fimble.context.recent_chunks import Ring, line_similarity
+from fimble.context.source_types import Budget, Candidate, ContextQuery, Cursor
 from fimble.documents import DocumentStore
 from fimble.prompt.assemble import Snippet
+from fimble.prompt.budget import SOURCE_SHARE, TokenEstimator
 from tests.context.conftest import ALL, SECRET, gather, prompt_text, query_at
 
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from fimble.index.files import IgnoreRules
 from fimble.index.gitinfo import GitInfo, parse_diff
-from fimble.index.resolve import FileSet, resolve_import
+from fimble.index.import_resolution import FileSet, resolve_import
 from fimble.index.symbols import Import, extract_imports
 from fimble.index.workspace import WorkspaceIndex, index_source
-from fimble.syntax.languages import get_parser
+from fimble.index.workspace_files import IgnoreRules
+from fimble.syntax.grammars import get_parser
 from tests.context.conftest import FILES, SECRET, make_repo, write_files
 
 
 def symbols(rel: str) -> dict[str, str]:
-    from fimble.syntax.languages import grammar_name
+    from fimble.languages import grammar_name
 
     grammar = grammar_name(None, rel)
     assert grammar is not None
@@ -105,9 +105,9 @@ def test_module_resolution() -> None:
 
 
 def test_python_src_layout_resolves_by_suffix() -> None:
-    files = FileSet.of(["server/fimble/context/base.py", "server/fimble/__init__.py", "tests/base.py"])
-    got = resolve_import(Import("fimble.context.base"), "server/fimble/cli/x.py", "python", files)
-    assert got == ["server/fimble/context/base.py"]
+    files = FileSet.of(["server/fimble/context/source_types.py", "server/fimble/__init__.py", "tests/base.py"])
+    got = resolve_import(Import("fimble.context.source_types"), "server/fimble/cli/x.py", "python", files)
+    assert got == ["server/fimble/context/source_types.py"]
 
 
 def test_index_skips_ignored_vendored_generated_and_binary(repo_ro: Path) -> None:

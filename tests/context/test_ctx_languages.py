@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from fimble.syntax.languages import get_language, get_parser, grammar_name, supported_languages
+from fimble.languages import GRAMMARS, LANGUAGES, comment_prefix, grammar_name, language_from_path, watch_glob
+from fimble.syntax.grammars import get_language, get_parser, supported_languages
 
 LANGUAGE_IDS = {
     "python": "python", "javascript": "javascript", "javascriptreact": "javascript", "typescript": "typescript",
@@ -51,3 +52,29 @@ def test_parsers_are_per_thread() -> None:
     t.join()
     assert mine is get_parser("python")
     assert theirs[0] is not mine
+
+
+def test_the_registry_names_each_extension_and_id_once() -> None:
+    """The lookups are dicts built from the table: a second claim on an extension or an id would silently win."""
+    extensions = [ext for lang in LANGUAGES for ext in lang.extensions]
+    ids = [name for lang in LANGUAGES for name in (lang.id, *lang.aliases)]
+    assert len(extensions) == len(set(extensions))
+    assert len(ids) == len(set(ids))
+    assert all(ext.startswith(".") and ext == ext.lower() for ext in extensions)
+    assert {lang.grammar for lang in LANGUAGES if lang.grammar} == set(GRAMMARS)
+
+
+def test_file_language_comment_mark_and_watch_glob_derive_from_the_registry() -> None:
+    assert language_from_path("pkg/mod.pyi") == "python"
+    assert language_from_path("App.TSX") == "typescriptreact"
+    assert language_from_path("notes.txt") == "plaintext"
+    assert [comment_prefix(x) for x in ("python", "bash", "zsh", "lua", "lisp", "rust", "cobol")] == [
+        "#", "#", "#", "--", ";", "//", "//",
+    ]  # fmt: skip
+    glob = watch_glob()
+    for lang in LANGUAGES:
+        for ext in lang.extensions:
+            # a file the index reads is a file the editor is asked to report changes of, and no other
+            assert (f",{ext[1:]}," in glob.replace("{", ",").replace("}", ",")) == (
+                grammar_name(None, "f" + ext) is not None
+            )

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from fimble.completion.pipeline import CONTEXT_SHARE, CompletionRequest, build_prompt
+from fimble.completion.pipeline import CompletionRequest, build_prompt
 from fimble.context.engine import ContextEngine
 from fimble.model.backend import ModelBackend
 from fimble.model.resolve import resolve_model
 from fimble.model.runtime import load_llama_cpp
+from fimble.prompt.budget import CONTEXT_SHARE
 from fimble.settings import Settings
 from tests.conftest import open_doc, server_env, start_client
 from tests.context.conftest import ALL, SECRET

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from fimble.syntax.reparse import SpanEdit, reparse, span_edit
 
 BASE = 'def f(x):\n    """Dóc ünïcode."""\n    if x:\n        return g(x, 1)\n    return None\n\n\nclass A:\n    pass\n'

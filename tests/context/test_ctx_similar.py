@@ -7,9 +7,9 @@ import itertools
 import time
 from pathlib import Path
 
-from fimble.context.base import Budget, ContextQuery
 from fimble.context.engine import ContextEngine
-from fimble.context.similar import ChunkCache, best_chunks, chunk_text, jaccard, query_words, words
+from fimble.context.passage_search import ChunkCache, best_chunks, chunk_text, jaccard, query_words, words
+from fimble.context.source_types import Budget, ContextQuery
 from fimble.context.sources.similar import SimilarSource
 from fimble.documents.store import DocumentStore
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fimble.context.base import Candidate, ContextQuery
 from fimble.context.engine import SOURCE_ORDER, ContextEngine
+from fimble.context.source_types import Candidate, ContextQuery
 from fimble.context.stability import choose_stable, lend_previous, pick_previous, remember
 from fimble.documents import DocumentStore
 from fimble.prompt.assemble import Snippet

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import cast
 
-from fimble.context.window import cut_prefix, cut_suffix, snap_window
+from fimble.context.window import snap_window
 from fimble.model.backend import ModelBackend
+from fimble.prompt.budget import cut_prefix, cut_suffix
 from fimble.syntax.trees import parse_text
 
 

@@ -17,8 +17,8 @@ from fimble.completion.pipeline import CompletionRequest, complete
 from fimble.errors import ContextOverflowError, SettingsError
 from fimble.model.backend import CancelToken, GenerationParams
 from fimble.model.llama_cpp_backend import LlamaCppBackend
+from fimble.model.remote.failures import RemoteError
 from fimble.model.remote.fallback import RemoteSession
-from fimble.model.remote.http import RemoteError
 from fimble.model.remote.llama_server import LlamaServerBackend
 from fimble.model.remote.openai_compat import OpenAICompatBackend
 from fimble.model.runtime import ModelRuntime, load_backend, resolve_for

@@ -27,7 +27,7 @@ from fimble.agent.checkers import Checker, Sandbox
 from fimble.agent.context import EngineContext
 from fimble.context.engine import ContextEngine
 from fimble.index.gitinfo import GitInfo
-from fimble.trust import git as safe_git
+from fimble.trust import safe_git
 from tests.conftest import Recorder, open_doc, start_client
 from tests.trust.conftest import Hostile, make_hostile, plain_git
 
@@ -170,7 +170,7 @@ def test_a_workspace_cannot_shadow_git(hostile: Hostile) -> None:
     shadow.write_text(f'#!/bin/sh\necho "shadow git $*" >> "{hostile.markers}"\n')
     shadow.chmod(0o755)
     env = {**os.environ, "PATH": f".{os.pathsep}{os.pathsep}{os.environ['PATH']}"}
-    code = "from fimble.trust import git; g = git.executable(); print(g.path if g else '')"
+    code = "from fimble.trust import safe_git; g = safe_git.executable(); print(g.path if g else '')"
     done = subprocess.run([PY, "-c", code], cwd=hostile.root, env=env, capture_output=True, text=True, timeout=30)
     path = done.stdout.strip()
     assert os.path.isabs(path) and Path(path).resolve() != shadow.resolve(), done.stderr
@@ -198,12 +198,12 @@ def test_a_git_too_old_for_config_overrides_is_never_run(hostile: Hostile, tmp_p
     assert not ran.exists()
 
 
-def test_only_fimble_trust_git_runs_git() -> None:
+def test_only_safe_git_runs_git() -> None:
     """No server module imports GitPython or spells a git command line of its own: all of it goes through
-    fimble.trust.git, so a new call cannot forget the protections."""
+    fimble.trust.safe_git, so a new call cannot forget the protections."""
     offenders = []
     for path in SERVER.rglob("*.py"):
-        if path == SERVER / "trust" / "git.py":
+        if path == SERVER / "trust" / "safe_git.py":
             continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fimble.context.similar import ChunkCache
-from fimble.index.files import read_source
+from fimble.context.passage_search import ChunkCache
 from fimble.index.workspace import WorkspaceIndex
+from fimble.index.workspace_files import read_source
 from fimble.trust.paths import OnceLog, WorkspaceFolders, confine, file_name, uri_to_path
 
 SECRET = "def elsewhere_secret(x):\n    return 'ELSEWHERE_DISK_SECRET'\n"

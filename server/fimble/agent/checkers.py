@@ -1,7 +1,7 @@
 """User-configured checkers: argument lists (never a shell) run on a fix candidate inside a temporary git worktree.
 
 The user's working tree is never written: the candidate goes into a detached worktree of HEAD (made through
-`fimble.trust.git`, so the repository's hooks and filters do not run) that also receives copies of the user's
+`fimble.trust.safe_git`, so the repository's hooks and filters do not run) that also receives copies of the user's
 uncommitted and untracked files, so tests see the same code the editor has; nothing is written outside the
 sandbox's own temporary folder. Every command runs with a timeout and its output capped, under a guardian process
 (`fimble.agent.guardian`) that kills everything the command started when it ends, times out, or the server goes
@@ -31,8 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from fimble.agent import guardian
-from fimble.trust import git as safe_git
-from fimble.trust.git import UNTRUSTED, GitError
+from fimble.trust import safe_git
+from fimble.trust.safe_git import UNTRUSTED, GitError
 
 log = logging.getLogger(__name__)
 

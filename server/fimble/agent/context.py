@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from fimble.prompt.assemble import Snippet
-from fimble.trust import git as safe_git
-from fimble.trust.git import GitError
+from fimble.trust import safe_git
 from fimble.trust.paths import confine
+from fimble.trust.safe_git import GitError
 
 if TYPE_CHECKING:
     from fimble.context.engine import ContextEngine
@@ -74,7 +74,7 @@ class EngineContext:
         self._count = count_tokens or (lambda s: len(s) // 4 + 1)
 
     def definitions(self, uri: str, text: str, language_id: str, path: str, start: int, end: int) -> Sequence[Snippet]:
-        from fimble.context.base import ContextQuery
+        from fimble.context.source_types import ContextQuery
 
         # The engine ranks names around a cursor; the end of the range sees the whole range (up to 40 lines back).
         query = ContextQuery(

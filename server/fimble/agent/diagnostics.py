@@ -12,7 +12,10 @@ from pathlib import PurePath
 
 import tree_sitter
 
-from fimble.syntax.languages import get_parser
+from fimble.documents.document import ByteMap
+from fimble.languages import is_python
+from fimble.syntax.error_nodes import error_nodes
+from fimble.syntax.grammars import get_parser
 
 SOURCE = "fimble"
 SYNTAX_CODES = ("syntax-error", "missing")
@@ -41,25 +44,6 @@ class Problem:
         return f"line {line}: {self.message}{origin}"
 
 
-class ByteMap:
-    """UTF-8 byte offsets <-> string indices for one text."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.data = text.encode("utf-8")
-        self._ascii = len(self.data) == len(text)
-
-    def to_index(self, byte: int) -> int:
-        if self._ascii:
-            return byte
-        return len(self.data[:byte].decode("utf-8", errors="ignore"))
-
-    def to_byte(self, index: int) -> int:
-        if self._ascii:
-            return index
-        return len(self.text[:index].encode("utf-8"))
-
-
 def parse(text: str, language_id: str, path: str | PurePath | None = None) -> tree_sitter.Tree | None:
     """A fresh syntax tree, or None for languages without a grammar."""
     parser = get_parser(language_id, path)
@@ -68,40 +52,20 @@ def parse(text: str, language_id: str, path: str | PurePath | None = None) -> tr
     return parser.parse(text.encode("utf-8"))
 
 
-def error_nodes(root: tree_sitter.Node, limit: int = MAX_PROBLEMS) -> list[tree_sitter.Node]:
-    """ERROR and MISSING nodes, outermost only: nested errors inside an ERROR node are one problem to the user."""
-    found: list[tree_sitter.Node] = []
-    stack = [root]
-    while stack and len(found) < limit:
-        node = stack.pop()
-        if node.is_error or node.is_missing:
-            found.append(node)
-            continue
-        if node.has_error:
-            # Reversed so that popping visits children in document order.
-            stack.extend(reversed(node.children))
-    found.sort(key=lambda n: n.start_byte)
-    return found
-
-
-def count_errors(tree: tree_sitter.Tree | None) -> int:
-    return 0 if tree is None else len(error_nodes(tree.root_node, limit=10_000))
-
-
 def syntax_problems(text: str, language_id: str, path: str | PurePath | None = None) -> list[Problem]:
     tree = parse(text, language_id, path)
     if tree is None or not tree.root_node.has_error:
         return []
-    nodes = error_nodes(tree.root_node)
+    nodes = error_nodes(tree.root_node, MAX_PROBLEMS)
     problems = [_problem(node, text, ByteMap(text)) for node in nodes]
-    if _is_python(language_id, path) and problems:
+    if is_python(language_id, path) and problems:
         problems = _refine_with_compile(problems, nodes, text)
     return problems
 
 
 def problems_from_tree(tree: tree_sitter.Tree, text: str) -> list[Problem]:
     bmap = ByteMap(text)
-    return [_problem(node, text, bmap) for node in error_nodes(tree.root_node)]
+    return [_problem(node, text, bmap) for node in error_nodes(tree.root_node, MAX_PROBLEMS)]
 
 
 def _problem(node: tree_sitter.Node, text: str, bmap: ByteMap) -> Problem:
@@ -123,10 +87,6 @@ def _problem(node: tree_sitter.Node, text: str, bmap: ByteMap) -> Problem:
         snippet = snippet[:37] + "..."
     message = f"Syntax error: unexpected '{snippet}'" if snippet else "Syntax error"
     return Problem(start, max(end, start), message, SOURCE, "syntax-error")
-
-
-def _is_python(language_id: str, path: str | PurePath | None) -> bool:
-    return language_id == "python" or (path is not None and PurePath(path).suffix in (".py", ".pyi"))
 
 
 def python_compile_error(text: str, filename: str = "<fimble>") -> SyntaxError | str | None:

@@ -20,8 +20,8 @@ from typing import Any
 from fimble.agent import history
 from fimble.agent.context import CodeContext, NoContext, render_snippets
 from fimble.agent.diagnostics import parse
+from fimble.agent.enclosing_unit import Unit, enclosing_definition, enclosing_unit, identifiers
 from fimble.agent.prompts import BuiltPrompt, build_prompt, fence_for
-from fimble.agent.scope import Unit, enclosing_definition, enclosing_unit, identifiers
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
 from fimble.model.runtime import ModelRuntime
 from fimble.settings import Settings
@@ -95,7 +95,7 @@ def gather_context(req: ExplainRequest) -> ExplainContext:
     if start == end or not text[start:end].strip():
         selection = enclosing_unit(text, tree, start, end)
     else:
-        from fimble.agent.scope import line_span
+        from fimble.agent.enclosing_unit import line_span
 
         s, e = line_span(text, start, end)
         selection = Unit(s, e, "lines")

@@ -1,5 +1,5 @@
 """What git knows about a file: the recent diff of the buffer against HEAD (fix prompts) and the last commits that
-touched some lines (explanations). Blocking: call from a thread. Git runs through `fimble.trust.git` (the
+touched some lines (explanations). Blocking: call from a thread. Git runs through `fimble.trust.safe_git` (the
 repository's own programs disabled, nothing at all for an untrusted workspace), every command has a timeout, and any
 failure (no repository, untracked file, git missing, not trusted) just means no history."""
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fimble.trust import git as safe_git
-from fimble.trust.git import GitError
+from fimble.trust import safe_git
+from fimble.trust.safe_git import GitError
 
 log = logging.getLogger(__name__)
 

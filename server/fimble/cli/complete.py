@@ -13,9 +13,9 @@ from fimble.cli.common import print_json
 from fimble.completion.pipeline import CompletionRequest, complete
 from fimble.context.engine import ContextEngine
 from fimble.documents.document import Document
-from fimble.documents.languages import language_from_path
 from fimble.errors import DocumentError
 from fimble.index.gitinfo import GitInfo
+from fimble.languages import language_from_path
 from fimble.model.backend import CancelToken
 from fimble.model.runtime import ModelRuntime
 from fimble.settings import Settings

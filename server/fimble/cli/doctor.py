@@ -11,6 +11,7 @@ from typing import Any
 from fimble import __version__
 from fimble.cli.common import print_json
 from fimble.errors import FimbleError
+from fimble.languages import GRAMMARS
 from fimble.model.gguf_meta import check_complete, read_header
 from fimble.model.llama_cpp_backend import default_threads, gpu_offload_supported
 from fimble.model.resolve import cache_dir, resolve_model
@@ -18,8 +19,6 @@ from fimble.prompt.formats import select_format
 from fimble.settings import ENV, FLAG, Settings, compose, env_layer
 from fimble.settings_docs import markdown_table, report_lines
 from fimble.settings_docs import report as settings_report
-
-GRAMMARS = ("python", "javascript", "typescript", "go", "rust", "c", "cpp", "java", "lua", "bash")
 
 
 def gather(settings: Settings) -> dict[str, Any]:
@@ -58,9 +57,10 @@ def gather(settings: Settings) -> dict[str, Any]:
         model["error"] = str(exc)
     report["model"] = model
     grammars = {}
-    for name in GRAMMARS:
+    for module in dict.fromkeys(module for module, _ in GRAMMARS.values()):  # tsx comes in typescript's wheel
+        name = module.removeprefix("tree_sitter_")
         try:
-            importlib.import_module(f"tree_sitter_{name}")
+            importlib.import_module(module)
             grammars[name] = True
         except ImportError:
             grammars[name] = False

@@ -17,26 +17,24 @@ from fimble.completion.filters import (
     run_filters,
     why_dropped,
 )
-from fimble.completion.filters.scope import in_comment_or_string, is_mid_line, limit_to_scope
-from fimble.context.base import ContextProvider, ContextQuery, ContextResult
-from fimble.context.tokens import label_parts, token_counter
-from fimble.context.window import cut_prefix, cut_suffix
-from fimble.errors import ContextOverflowError
+from fimble.completion.filters.block_end import in_comment_or_string, is_mid_line, limit_to_scope
+from fimble.context.source_types import ContextProvider, ContextQuery, ContextResult
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend, OnText, Warms
-from fimble.prompt.assemble import Prompt, Snippet, Window, assemble, context_as_comments
+from fimble.prompt.assemble import Prompt, PromptPart, Snippet, Window, assemble, context_as_comments
+from fimble.prompt.budget import (
+    MIN_CONTEXT_TOKENS,
+    context_budget,
+    cut_prefix,
+    cut_suffix,
+    fits,
+    prompt_budget,
+    refunded_prefix_budget,
+    snippet_tokens,
+    suffix_budget,
+    token_counter,
+)
 from fimble.settings import Settings
 
-# Room kept free in the context window besides the answer, for special tokens and tokenizer boundary effects.
-_SLACK_TOKENS = 16
-# Most of the prompt budget the context sources may fill, as a share.
-CONTEXT_SHARE = 0.4
-# How much of the window's own room context may take, as a share of the prompt budget. Context first fills the room
-# the cursor window leaves free (a short file, the space before the window's start moved to its line grid); it
-# takes lines of the window only up to this share, since lines of the file itself before the cursor were measured
-# to be worth more than cross-file context in their place (`fimble eval --suite repo`).
-WINDOW_LOAN_SHARE = 0.0
-# Below this, no context source is asked (nothing useful fits).
-_MIN_CONTEXT_TOKENS = 16
 # All context sources together get this long per request (each source also has its own, shorter deadline).
 CONTEXT_DEADLINE_S = 0.05
 
@@ -135,32 +133,26 @@ def build_prompt(backend: ModelBackend, req: CompletionRequest) -> Prompt:
 def plan_prompt(backend: ModelBackend, req: CompletionRequest) -> tuple[Prompt, Layout]:
     """The prompt for a request, and how it was cut (see Layout)."""
     fmt = backend.info.format
-    budget = backend.info.n_ctx - req.settings.max_tokens - _SLACK_TOKENS
-    if budget <= 32:
-        raise ContextOverflowError(
-            f"maxTokens ({req.settings.max_tokens}) leaves no room for a prompt in a {backend.info.n_ctx}-token "
-            "context; lower maxTokens or raise nCtx."
-        )
+    budget = prompt_budget(backend.info.n_ctx, req.settings.max_tokens)
     snippets = list(req.snippets)
     path = req.path or PurePath(req.path).name
     sources = tuple(req.settings.context_sources)
     engine = req.context if req.context is not None and sources and not snippets else None
-    suffix_budget = min(budget // 4, 512) if fmt.uses_suffix else 0
-    window_budget = prefix_budget = budget - suffix_budget
+    suffix_tokens = suffix_budget(budget, fmt.uses_suffix)
+    window_budget = prefix_budget = budget - suffix_tokens
     t0 = time.monotonic()
-    # The window as it would be without context; context then fits around it (see WINDOW_LOAN_SHARE).
+    # The window as it would be without context; context then fits around it (see prompt/budget.py).
     prefix = cut_prefix(backend, req.prefix, prefix_budget)
-    suffix = cut_suffix(backend, req.suffix, suffix_budget)
-    context_budget = free = 0
+    suffix = cut_suffix(backend, req.suffix, suffix_tokens)
+    context_tokens = free = 0
     if engine is not None:
-        free = max(0, window_budget - len(backend.tokenize(prefix)))
-        context_budget = min(int(budget * CONTEXT_SHARE), free + int(budget * WINDOW_LOAN_SHARE))
-        if context_budget > free:
-            prefix_budget = window_budget - context_budget
+        context_tokens, free = context_budget(budget, window_budget, len(backend.tokenize(prefix)))
+        if context_tokens > free:
+            prefix_budget = window_budget - context_tokens
             prefix = cut_prefix(backend, req.prefix, prefix_budget)
     window_ms = (time.monotonic() - t0) * 1000
     context = ContextResult()
-    if engine is not None and context_budget >= _MIN_CONTEXT_TOKENS:
+    if engine is not None and context_tokens >= MIN_CONTEXT_TOKENS:
         count = token_counter(backend, req.prefix, per_line=1.0 if context_as_comments(fmt) else 0.0)
         query = ContextQuery(
             text=req.text,
@@ -170,12 +162,13 @@ def plan_prompt(backend: ModelBackend, req: CompletionRequest) -> tuple[Prompt, 
             uri=req.uri,
             window=(req.offset - len(prefix), req.offset + len(suffix)),
         )
-        context = engine.gather(query, sources, context_budget, count, time.monotonic() + CONTEXT_DEADLINE_S)
+        context = engine.gather(query, sources, context_tokens, count, time.monotonic() + CONTEXT_DEADLINE_S)
         snippets = list(context.snippets)
-        used = sum(count(f"{s.path}\n{s.text}") + 4 for s in snippets)
-        if context_budget > free and context_budget - used > 64:  # what the sources left goes back to the window
+        used = snippet_tokens(((s.path, s.text) for s in snippets), count)
+        refunded = refunded_prefix_budget(window_budget, context_tokens, free, used)
+        if refunded is not None:  # what the sources left goes back to the window
             t1 = time.monotonic()
-            prefix_budget = window_budget - used
+            prefix_budget = refunded
             prefix = cut_prefix(backend, req.prefix, prefix_budget)
             window_ms += (time.monotonic() - t1) * 1000
     cut = (req.offset - len(prefix), req.offset + len(suffix))
@@ -185,7 +178,7 @@ def plan_prompt(backend: ModelBackend, req: CompletionRequest) -> tuple[Prompt, 
     window = Window(prefix=prefix, suffix=suffix, path=path, language_id=req.language_id)
     prompt = _assemble_within(backend, req, window, snippets)
     label_parts(prompt, context, window_ms)
-    return prompt, Layout(tuple(snippets), cut, prefix_budget, suffix_budget, context.snap)
+    return prompt, Layout(tuple(snippets), cut, prefix_budget, suffix_tokens, context.snap)
 
 
 def _assemble_within(backend: ModelBackend, req: CompletionRequest, window: Window, snippets: list[Snippet]) -> Prompt:
@@ -193,10 +186,34 @@ def _assemble_within(backend: ModelBackend, req: CompletionRequest, window: Wind
     fmt = backend.info.format
     prompt = assemble(backend, fmt, window, snippets, repo=req.repo)
     # Snippets are budgeted on estimates; if they still overflow, drop the least relevant rather than fail.
-    while len(prompt.ids) > backend.info.n_ctx - req.settings.max_tokens and snippets:
+    while not fits(len(prompt.ids), backend.info.n_ctx, req.settings.max_tokens) and snippets:
         snippets.remove(min(snippets, key=lambda s: s.score))
         prompt = assemble(backend, fmt, window, snippets, repo=req.repo)
     return prompt
+
+
+def label_parts(prompt: Prompt, context: ContextResult, window_ms: float) -> None:
+    """Give each prompt part the time its source took; sources that contributed nothing get an empty part saying
+    why, so --show-prompt and fimble/debugPrompt account for every source."""
+    seen: set[str] = set()
+    for part in prompt.parts:
+        if part.source == "cursor window":
+            part.ms = window_ms
+        elif part.source not in seen and part.source in context.timings_ms:
+            part.ms = context.timings_ms[part.source]
+        seen.add(part.source)
+    missing = [
+        PromptPart(name, 0, ms, text="(syntax tree update)" if name == "syntax" else f"({context.notes.get(name, '')})")
+        for name, ms in context.timings_ms.items()
+        if name not in seen
+    ]
+    missing += [
+        PromptPart(name, 0, 0.0, text=f"({note})")
+        for name, note in context.notes.items()
+        if name not in seen and name not in context.timings_ms
+    ]
+    at = next((i for i, p in enumerate(prompt.parts) if p.source == "cursor window"), len(prompt.parts))
+    prompt.parts[at:at] = missing
 
 
 def accepted(req: CompletionRequest, suggestion: Suggestion) -> CompletionRequest:

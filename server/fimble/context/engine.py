@@ -19,24 +19,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fimble.context.base import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
-from fimble.context.ring import CHUNK_LINES, Ring
-from fimble.context.similar import ChunkCache
+from fimble.context.passage_search import ChunkCache
+from fimble.context.recent_chunks import CHUNK_LINES, Ring
+from fimble.context.source_types import Budget, Candidate, ContextQuery, ContextResult, Cursor, Source, TokenCounter
 from fimble.context.sources import DefinitionsSource, GitSource, RingSource, ScopeSource, SimilarSource
 from fimble.context.sources.similar import NEARBY_FILES
 from fimble.context.stability import choose_stable, lend_previous, pick_previous, remember
 from fimble.context.window import snap_window
 from fimble.context.worker import Worker
-from fimble.documents.document import Document, TextEdit
+from fimble.documents.document import Document, TextEdit, byte_offset
 from fimble.documents.store import DocumentStore
 from fimble.errors import DocumentError
-from fimble.index.files import MAX_FILES
 from fimble.index.gitinfo import GitInfo, Hunk
 from fimble.index.workspace import BuildStats, WorkspaceIndex, default_cache_file
+from fimble.index.workspace_files import MAX_FILES
+from fimble.languages import grammar_name
 from fimble.prompt.assemble import Snippet
-from fimble.syntax.languages import grammar_name
+from fimble.prompt.budget import source_budget
 from fimble.syntax.specs import spec_for
-from fimble.syntax.trees import SyntaxTrees, byte_offset, parse_text, uri_path
+from fimble.syntax.trees import SyntaxTrees, parse_text, uri_path
 from fimble.trust.paths import NO_FOLDERS, OnceLog, WorkspaceFolders, file_name
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 SOURCE_ORDER: tuple[str, ...] = ("git", "ring", "definitions", "similar", "scope")
 # Run order when time is short: the most useful source first.
 RUN_ORDER: tuple[str, ...] = ("scope", "definitions", "similar", "ring", "git")
-# Each source's cap as a share of the context budget (they overlap; the merge keeps the best within the total).
-SOURCE_SHARE = {"scope": 0.25, "definitions": 0.5, "similar": 0.3, "ring": 0.35, "git": 0.25}
 # Each source's own deadline; the request's overall deadline also applies.
 SOURCE_DEADLINE_MS = {"scope": 6.0, "definitions": 15.0, "similar": 8.0, "ring": 6.0, "git": 4.0}
 # A keystroke's re-parse that runs longer than this is finished in the background; the request uses the previous
@@ -509,7 +508,7 @@ class ContextEngine:
                 candidates.extend(previous)
                 continue
             budget = Budget(
-                tokens=int(budget_tokens * SOURCE_SHARE.get(name, 0.25)),
+                tokens=source_budget(name, budget_tokens),
                 deadline=min(deadline, start + SOURCE_DEADLINE_MS.get(name, 5.0) / 1000) if self.timed else deadline,
                 count=count_tokens,
             )

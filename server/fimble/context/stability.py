@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fimble.context.base import Candidate
+from fimble.context.source_types import Candidate
 from fimble.prompt.assemble import Snippet
 
 Identity = tuple[str, str, str]  # (source, path, text)

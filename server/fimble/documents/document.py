@@ -103,8 +103,37 @@ def line_starts(text: str, start: int = 0, end: int | None = None) -> list[int]:
     return [m.end() for m in _LINE_BREAK.finditer(text, start, len(text) if end is None else end)]
 
 
+# UTF-8 byte offsets, which tree-sitter counts in. str.isascii is O(1) in CPython, so ASCII text (most code) never
+# copies a prefix to count its bytes. "surrogatepass" matches how texts are encoded for parsing: a lone surrogate from
+# a client's broken UTF-16 costs three bytes instead of an exception.
 def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def byte_offset(text: str, index: int) -> int:
+    """UTF-8 byte offset of a string index."""
+    return index if text.isascii() else utf8_len(text[:index])
+
+
+class ByteMap:
+    """UTF-8 byte offsets <-> string indices for one text, for code that maps many tree nodes back to the text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._ascii = text.isascii()
+        self._data = b"" if self._ascii else text.encode("utf-8", "surrogatepass")
+
+    def to_index(self, byte: int) -> int:
+        if self._ascii:
+            return byte
+        head = self._data[:byte]
+        try:
+            return len(head.decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:  # a byte inside a character: count the whole characters before it
+            return len(head.decode("utf-8", errors="ignore"))
+
+    def to_byte(self, index: int) -> int:
+        return byte_offset(self.text, index)
 
 
 @dataclass
@@ -165,8 +194,7 @@ class Document:
         return row, utf8_len(self.text[start:offset])
 
     def byte_offset(self, offset: int) -> int:
-        # str.isascii is O(1) in CPython: an ASCII document never copies its prefix to count bytes.
-        return offset if self.text.isascii() else len(self.text[:offset].encode("utf-8", "surrogatepass"))
+        return byte_offset(self.text, offset)
 
     def whole_edit(self) -> TextEdit:
         """The edit that brings an empty document to this one, for listeners that start afresh (as on open)."""

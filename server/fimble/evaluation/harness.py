@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fimble import __version__
-from fimble.completion.filters.syntax import count_errors
 from fimble.completion.pipeline import Completion
 from fimble.errors import SettingsError
 from fimble.evaluation import humaneval, repo_sources, repo_tasks
 from fimble.evaluation.cli import SUITES
-from fimble.evaluation.engine import Engine
 from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, mean, rounded
+from fimble.evaluation.pipeline_runner import Engine
 from fimble.evaluation.report import build_report, format_report
 from fimble.evaluation.sandbox import Limits, network_namespace_prefix, run_program
 from fimble.prompt.assemble import Prompt
 from fimble.settings import ALL_CONTEXT_SOURCES, Settings
-from fimble.syntax.languages import get_parser
+from fimble.syntax.error_nodes import count_errors
+from fimble.syntax.grammars import get_parser
 from fimble.trust.files import atomic_write_text
 
 CONTEXT_OFF = "none"
@@ -120,7 +120,7 @@ def adds_syntax_error(text: str, offset: int, suggestion: str, reference: str) -
 
     def errors(middle: str) -> int:
         tree = parser.parse((text[:offset] + middle + text[offset:]).encode("utf-8", "surrogatepass"))
-        return count_errors(tree.root_node)[0]
+        return count_errors(tree).nodes
 
     return errors(suggestion) > errors(reference)
 

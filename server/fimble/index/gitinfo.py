@@ -2,7 +2,7 @@
 
 Every call can fail (no git binary, a bare or corrupt repository, a huge history, an untrusted workspace); each
 method then returns an empty answer and the engine degrades to what it can do without git. Calls run git
-subprocesses through `fimble.trust.git` (the repository's own programs disabled), so they belong on the indexing
+subprocesses through `fimble.trust.safe_git` (the repository's own programs disabled), so they belong on the indexing
 thread, never on the keystroke path.
 """
 
@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from fimble.trust import git as safe_git
-from fimble.trust.git import GitError
+from fimble.trust import safe_git
+from fimble.trust.safe_git import GitError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fimble.index.files import (
+from fimble.index.gitinfo import GitInfo
+from fimble.index.import_resolution import FileSet, resolve_import
+from fimble.index.symbols import Import, Symbol, extract_symbols
+from fimble.index.workspace_files import (
     MAX_FILE_BYTES,
     MAX_FILES,
     IgnoreRules,
@@ -27,10 +30,7 @@ from fimble.index.files import (
     skipped_path,
     walk_files,
 )
-from fimble.index.gitinfo import GitInfo
-from fimble.index.resolve import FileSet, resolve_import
-from fimble.index.symbols import Import, Symbol, extract_symbols
-from fimble.syntax.languages import get_parser
+from fimble.syntax.grammars import get_parser
 from fimble.trust.files import atomic_write_text
 from fimble.trust.paths import confine, resolve
 

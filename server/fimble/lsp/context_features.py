@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from fimble.context.engine import ContextEngine
+from fimble.languages import watch_glob
 
 if TYPE_CHECKING:
     from fimble.lsp.server import FimbleServer
@@ -24,10 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Source files the index cares about, plus .gitignore (a change there changes what may be indexed).
-WATCH_GLOBS = (
-    "**/*.{py,pyi,js,jsx,mjs,cjs,ts,tsx,mts,cts,go,rs,c,h,cc,cpp,cxx,hpp,hh,hxx,java,lua,sh,bash,zsh}",
-    "**/.gitignore",
-)
+WATCH_GLOBS = (watch_glob(), "**/.gitignore")
 
 
 def create_engine(server: FimbleServer) -> ContextEngine:

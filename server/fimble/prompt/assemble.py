@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fimble.languages import comment_prefix
 from fimble.model.backend import ModelBackend
 from fimble.prompt.formats import FimFormat, Piece, Special, merge_text
 
@@ -59,19 +60,6 @@ class Prompt:
             lines.append(f"--- {part.source}: {part.tokens} tokens, {part.ms:.1f} ms")
             lines.append(part.text)
         return "\n".join(lines)
-
-
-# Line-comment syntax for rendering context into languages whose model has no file-separator tokens.
-COMMENT_PREFIX: dict[str, str] = {
-    "python": "#", "shellscript": "#", "bash": "#", "sh": "#", "ruby": "#", "perl": "#", "r": "#", "yaml": "#",
-    "toml": "#", "dockerfile": "#", "makefile": "#", "elixir": "#", "julia": "#", "nim": "#",
-    "lua": "--", "sql": "--", "haskell": "--", "ada": "--",
-    "lisp": ";", "clojure": ";", "scheme": ";",
-}  # fmt: skip
-
-
-def comment_prefix(language_id: str) -> str:
-    return COMMENT_PREFIX.get(language_id, "//")
 
 
 def as_comment(text: str, language_id: str) -> str:

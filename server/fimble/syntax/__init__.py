@@ -1,5 +1,6 @@
 """Syntax trees: grammar loading and per-document incremental trees."""
 
-from fimble.syntax.languages import get_language, get_parser, grammar_name, supported_languages
+from fimble.languages import grammar_name
+from fimble.syntax.grammars import get_language, get_parser, supported_languages
 
 __all__ = ["get_language", "get_parser", "grammar_name", "supported_languages"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import tree_sitter
 
-from fimble.syntax.trees import byte_offset
+from fimble.documents.document import byte_offset
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import tree_sitter
 
 from fimble.documents.document import Document, TextEdit
 from fimble.documents.store import DocumentStore
-from fimble.syntax.languages import get_language, get_parser, grammar_name
+from fimble.languages import grammar_name
+from fimble.syntax.grammars import get_language, get_parser
 
 # tree-sitter counts rows by '\n' only; the document also breaks lines at a lone '\r', so with one present the
 # points in a TextEdit would not match tree-sitter's and an incremental parse could go wrong: parse afresh instead.
@@ -44,13 +45,6 @@ def parse_text(
     if parser is None:
         return None
     return _parse(parser, text.encode("utf-8", "surrogatepass"), None, budget_s)
-
-
-def byte_offset(text: str, index: int) -> int:
-    """UTF-8 byte offset of a string index (str.isascii is O(1) in CPython, so ASCII text costs nothing)."""
-    if text.isascii():
-        return index
-    return len(text[:index].encode("utf-8", "surrogatepass"))
 
 
 @dataclass

@@ -8,7 +8,7 @@ work for it: a request is served from the editor's text alone, a notification is
 
 Checks happen at the moment of use, so a workspace that swaps a directory for a symlink between the check and the
 read could still win that race; fimble's readers also refuse a symlink as the last component and open without
-following one (`index.files.read_source`).
+following one (`index.workspace_files.read_source`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fimble.completion.filters.base import FilterContext, Suggestion, indent_of
+from fimble.completion.filters.suggestion import FilterContext, Suggestion, indent_of
 
 
 def match_file_indentation(s: Suggestion, ctx: FilterContext) -> Suggestion | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fimble.completion.filters.base import FilterContext, Suggestion
+from fimble.completion.filters.suggestion import FilterContext, Suggestion
 
 _CLOSING = set(")]}\"'`")
 

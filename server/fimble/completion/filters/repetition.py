@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from fimble.completion.filters.base import FilterContext, Suggestion
+from fimble.completion.filters.suggestion import FilterContext, Suggestion
 
 _DEGENERATE = re.compile(r"(.{1,12}?)\1{4,}", re.DOTALL)
 

@@ -7,8 +7,9 @@ import threading
 
 import tree_sitter
 
-from fimble.completion.filters.base import FilterContext, Suggestion
-from fimble.syntax.languages import get_parser
+from fimble.completion.filters.suggestion import FilterContext, Suggestion
+from fimble.syntax.error_nodes import ErrorCount, count_errors
+from fimble.syntax.grammars import get_parser
 from fimble.syntax.reparse import reparse
 
 # Only a window around the cursor is parsed (about 50 lines each side, reaching back to a line at column 0): the
@@ -18,22 +19,6 @@ _WINDOW_CHARS = 2000
 # The window's start moves in steps of this many characters, so between keystrokes the parsed text changes only
 # at the cursor and the last tree can be re-parsed incrementally.
 _WINDOW_GRID = 1024
-
-
-def count_errors(node: tree_sitter.Node) -> tuple[int, int]:
-    """(number of ERROR/MISSING nodes, bytes covered by ERROR nodes) under `node`."""
-    if not node.has_error:
-        return 0, 0
-    if node.is_missing:
-        return 1, 0
-    if node.is_error:
-        return 1, node.end_byte - node.start_byte
-    count = size = 0
-    for child in node.children:
-        c, s = count_errors(child)
-        count += c
-        size += s
-    return count, size
 
 
 class _LastParse:
@@ -60,9 +45,11 @@ class _LastParse:
 _last_parse = _LastParse()
 
 
-def _not_worse(candidate: tuple[int, int], baseline: tuple[int, int]) -> bool:
+def _not_worse(candidate: ErrorCount, baseline: ErrorCount) -> bool:
     # Fewer errors is better (the suggestion completed something); as many, then no more text swallowed by them.
-    return candidate[0] < baseline[0] or (candidate[0] == baseline[0] and candidate[1] <= baseline[1])
+    return candidate.nodes < baseline.nodes or (
+        candidate.nodes == baseline.nodes and candidate.error_bytes <= baseline.error_bytes
+    )
 
 
 def no_new_syntax_errors(s: Suggestion, ctx: FilterContext) -> Suggestion | None:
@@ -74,13 +61,13 @@ def no_new_syntax_errors(s: Suggestion, ctx: FilterContext) -> Suggestion | None
     rest = after[s.replace_suffix :]
     base_text = before + after
     base_tree = _last_parse.parse(parser, base_text)
-    baseline = count_errors(base_tree.root_node)
+    baseline = count_errors(base_tree)
     lines = s.text.split("\n")
     while lines:
         candidate = "\n".join(lines)
         if candidate.strip():
             tree = reparse(parser, base_text, base_tree, before + candidate + rest)
-            if _not_worse(count_errors(tree.root_node), baseline):
+            if _not_worse(count_errors(tree), baseline):
                 return s.with_text(candidate)
         lines.pop()
     return None

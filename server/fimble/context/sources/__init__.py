@@ -1,4 +1,4 @@
-"""Context sources, one module each; see fimble.context.base for the shape they share."""
+"""Context sources, one module each; see fimble.context.source_types for the shape they share."""
 
 from fimble.context.sources.definitions import DefinitionsSource
 from fimble.context.sources.git import GitSource

@@ -19,8 +19,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from fimble.context.base import Budget, Candidate, Cursor, lines_back
 from fimble.context.mentions import Mentions
+from fimble.context.source_types import Budget, Candidate, Cursor, lines_back
 from fimble.index.render import CONSTRUCTORS, class_members, render_file, render_symbol
 from fimble.index.symbols import Import, ImportMemo, Symbol, extract_imports
 from fimble.index.workspace import WorkspaceIndex

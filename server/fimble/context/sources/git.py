@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fimble.context.base import Budget, Candidate, Cursor
+from fimble.context.source_types import Budget, Candidate, Cursor
 from fimble.index.gitinfo import Hunk
 from fimble.prompt.assemble import Snippet
 

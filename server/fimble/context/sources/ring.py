@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fimble.context.base import Budget, Candidate, Cursor, lines_back
-from fimble.context.ring import Ring, line_set, set_similarity
+from fimble.context.recent_chunks import Ring, line_set, set_similarity
+from fimble.context.source_types import Budget, Candidate, Cursor, lines_back
 from fimble.prompt.assemble import Snippet
 
 CURSOR_SIMILARITY = 0.5

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tree_sitter
 
-from fimble.context.base import Budget, Candidate, Cursor
+from fimble.context.source_types import Budget, Candidate, Cursor
 from fimble.index.symbols import definition_name, docstring, signature
 from fimble.prompt.assemble import Snippet
 from fimble.syntax.specs import LangSpec

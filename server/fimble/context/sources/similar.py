@@ -1,4 +1,4 @@
-"""Passages of nearby workspace files that look like the lines before the cursor (see context/similar.py).
+"""Passages of nearby workspace files that look like the lines before the cursor (see context/passage_search.py).
 
 Measured with `fimble eval --suite repo` on Gemma 3 270M: the masked line's log-probability rose by about two nats
 per task with three such passages in the prompt, on top of the definitions source.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from fimble.context.base import Budget, Candidate, Cursor
-from fimble.context.similar import ChunkCache, CodeChunk, best_chunks, jaccard, overlaps, query_words
+from fimble.context.passage_search import ChunkCache, CodeChunk, best_chunks, jaccard, overlaps, query_words
+from fimble.context.source_types import Budget, Candidate, Cursor
 from fimble.prompt.assemble import Snippet
 
 MAX_PASSAGES = 3

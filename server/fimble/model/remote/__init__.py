@@ -7,6 +7,6 @@ Only the standard library is used for HTTP (`http.client`), so remote support ad
 
 from __future__ import annotations
 
-from fimble.model.remote.http import RemoteError
+from fimble.model.remote.failures import RemoteError
 
 __all__ = ["RemoteError"]

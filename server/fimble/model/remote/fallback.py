@@ -19,8 +19,8 @@ from typing import TypeVar
 
 from fimble.errors import FimbleError, ModelError
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend, ModelInfo, OnText
-from fimble.model.remote.base import RemoteBackend
-from fimble.model.remote.http import RemoteError
+from fimble.model.remote.failures import RemoteError
+from fimble.model.remote.remote_backend import RemoteBackend
 from fimble.prompt.formats import Piece
 
 log = logging.getLogger(__name__)

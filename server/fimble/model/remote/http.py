@@ -1,6 +1,6 @@
 """HTTP for remote engines: JSON requests, streamed answers (SSE `data:` lines or NDJSON), cancellation by closing
-the connection, retries with backoff, and every failure turned into one readable `RemoteError` naming the setting
-to fix.
+the connection, retries with backoff, and health (an unreachable server is skipped for a while). Every failure is
+raised as one readable `RemoteError` naming the setting to fix; `failures.py` words them.
 
 Standard library only (`http.client`): one blocking connection per request on the model worker thread is all
 fimble needs, and it keeps remote support free of new dependencies.
@@ -29,11 +29,18 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from fimble import __version__
-from fimble.errors import ContextOverflowError, ModelError
 from fimble.model.backend import CancelToken
+from fimble.model.remote.failures import (
+    RemoteError,
+    Server,
+    not_llm_error,
+    payload_error,
+    reason,
+    status_error,
+    transport_error,
+)
 
 T = TypeVar("T")
-ErrorKind = Literal["config", "connect", "timeout", "tls", "auth", "http", "protocol", "loading", "overflow", "stream"]
 Framing = Literal["sse", "ndjson"]
 
 _MAX_BODY = 32 << 20  # a JSON answer larger than this is not something fimble asked for
@@ -45,34 +52,6 @@ _BACKOFF_MAX_S = 2.0  # between retries inside one request
 _CONNECT_RETRY_S = 1.0  # a refused connection is retried this long (a restart), not the whole timeout
 _BREAKER_FIRST_S = 0.5
 _BREAKER_MAX_S = 30.0  # how long an unreachable server is skipped (fail fast / use the fallback) before a new try
-_OVERFLOW_HINTS = ("context size", "context window", "context length", "exceed_context", "maximum context", "too long")
-
-
-class RemoteError(ModelError):
-    """A remote engine failed. `str()` is the message for the user; `kind` drives retries and the fallback."""
-
-    def __init__(
-        self, message: str, kind: ErrorKind, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Worth asking again shortly: the server is down, overloaded, restarting or still loading its model."""
-        return self.kind in ("connect", "timeout", "loading") or self.status in (429, 502, 503, 504)
-
-    @property
-    def use_fallback(self) -> bool:
-        """The remote cannot serve this user now, so a configured local fallback model should answer instead.
-        Not for a prompt too long for the server: that is about the request, and the pipeline trims for it."""
-        return self.kind != "overflow"
-
-
-class RemoteContextOverflow(RemoteError, ContextOverflowError):
-    """The server said the prompt does not fit its context window."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +134,9 @@ class HttpClient:
         self.timeout_s = max(0.05, timeout_ms / 1000)
         self.api_key_env = api_key_env or ""
         self._key = api_key(api_key_env, environ)
-        self._not_found_hint = not_found_hint
+        self.server = Server(
+            engine, self.endpoint.host, self.endpoint.display, self._key is not None, self.api_key_env, not_found_hint
+        )
         self._lock = threading.Lock()
         self._idle: http.client.HTTPConnection | None = None
         self._failures = 0
@@ -164,7 +145,7 @@ class HttpClient:
 
     @property
     def label(self) -> str:
-        return f"{self.engine} at {self.endpoint.display}"
+        return self.server.label
 
     # -- health: fail fast while a server is known to be down ---------------------------------------------
     def check_health(self) -> None:
@@ -298,17 +279,17 @@ class HttpClient:
                 conn.close()
                 if reused and not fresh:
                     continue  # the server closed an idle keep-alive connection: one immediate, fresh try
-                raise self._transport_error(exc, timeout) from None
+                raise transport_error(self.server, exc, timeout) from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise self._transport_error(exc, timeout) from None
+                raise transport_error(self.server, exc, timeout) from None
             if resp.status >= 300:
                 try:
                     raw = resp.read(_MAX_ERROR_BODY)
                 except (OSError, http.client.HTTPException):
                     raw = b""
                 conn.close()
-                raise self._status_error(resp, raw, path)
+                raise status_error(self.server, resp, raw, path)
             return conn, resp
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -323,10 +304,10 @@ class HttpClient:
             raw = resp.read(_MAX_BODY + 1)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise self._transport_error(exc, timeout_s or self.timeout_s, mid_answer=True) from None
+            raise transport_error(self.server, exc, timeout_s or self.timeout_s, mid_answer=True) from None
         if len(raw) > _MAX_BODY:
             conn.close()
-            raise self._not_llm(path, resp, raw)
+            raise not_llm_error(self.server, path, resp, raw)
         if resp.will_close:
             conn.close()
         else:
@@ -338,14 +319,14 @@ class HttpClient:
         try:
             return json.loads(raw)
         except ValueError:
-            raise self._not_llm(path, resp, raw) from None
+            raise not_llm_error(self.server, path, resp, raw) from None
 
     def _events(
         self, resp: http.client.HTTPResponse, framing: Framing, cancel: CancelToken
     ) -> Iterator[dict[str, Any]]:
         ctype = (resp.getheader("Content-Type") or "").lower()
         if "text/html" in ctype:
-            raise self._not_llm("(stream)", resp, resp.read(2048))
+            raise not_llm_error(self.server, "(stream)", resp, resp.read(2048))
         if framing == "sse" and "application/json" in ctype:
             # A server that ignored "stream": true answers with one JSON object; treat it as a one-event stream.
             raw = self._read_line(resp, cancel, whole=True)
@@ -395,7 +376,7 @@ class HttpClient:
                     "timeout",
                 ) from None
             raise RemoteError(
-                f"{self.label} broke the connection mid-answer ({_reason(exc)}); the server may have crashed or "
+                f"{self.label} broke the connection mid-answer ({reason(exc)}); the server may have crashed or "
                 "restarted.",
                 "stream",
             ) from None
@@ -417,115 +398,8 @@ class HttpClient:
             raise RemoteError(f"{self.label} sent an unexpected stream event: {payload[:80]!r}.", "protocol")
         error = event.get("error")
         if error:
-            raise self._error_from_payload(event, None, "(stream)")
+            raise payload_error(self.server, event, None, "(stream)")
         return event
-
-    def _transport_error(self, exc: BaseException, timeout: float, mid_answer: bool = False) -> RemoteError:
-        where = self.label
-        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            return RemoteError(
-                f"TLS error talking to {where}: {_reason(exc)}. If the server speaks plain HTTP, use http:// in "
-                "'url'; if it uses a private certificate authority, point SSL_CERT_FILE at its certificate.",
-                "tls",
-            )
-        if isinstance(exc, socket.gaierror):
-            return RemoteError(
-                f"Cannot resolve the host '{self.endpoint.host}' of 'url' ({self.endpoint.display}): {_reason(exc)}.",
-                "connect",
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return RemoteError(
-                f"Cannot connect to {where}: connection refused. Is the server running, and is 'url' right?",
-                "connect",
-            )
-        if isinstance(exc, TimeoutError | socket.timeout):
-            return RemoteError(
-                f"{where} did not answer within {timeout * 1000:.0f} ms. Check 'url' and the server, or raise "
-                "'requestTimeoutMs'.",
-                "timeout",
-            )
-        if isinstance(exc, http.client.HTTPException):
-            if mid_answer:
-                return RemoteError(f"{where} broke off its answer ({_reason(exc)}).", "stream")
-            return RemoteError(
-                f"{where} did not answer with HTTP ({_reason(exc)}). If the server uses TLS, use https:// in 'url'; "
-                "otherwise 'url' does not point at an LLM server.",
-                "protocol",
-            )
-        if mid_answer:
-            return RemoteError(f"{where} broke the connection mid-answer ({_reason(exc)}).", "stream")
-        return RemoteError(f"Cannot connect to {where}: {_reason(exc)}. Check 'url'.", "connect")
-
-    def _status_error(self, resp: http.client.HTTPResponse, raw: bytes, path: str) -> RemoteError:
-        status = resp.status
-        if 300 <= status < 400:
-            location = resp.getheader("Location") or "?"
-            return RemoteError(
-                f"{self.label} redirects {path} to {location}; put the final address in 'url'.", "http", status
-            )
-        try:
-            payload: Any = json.loads(raw) if raw else None
-        except ValueError:
-            payload = None
-        return self._error_from_payload(payload, resp, path, raw)
-
-    def _error_from_payload(
-        self, payload: Any, resp: http.client.HTTPResponse | None, path: str, raw: bytes = b""
-    ) -> RemoteError:
-        status = resp.status if resp is not None else None
-        message, etype = _error_message(payload)
-        if not message and raw:
-            ctype = (resp.getheader("Content-Type") or "") if resp is not None else ""
-            message = "an HTML page" if "html" in ctype.lower() else raw.decode("utf-8", "replace").strip()[:200]
-        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            status = status or _int(payload["error"].get("code"))
-        label = self.label
-        detail = f" ({status}: {message})" if status else f" ({message})"
-        retry_after = _retry_after(resp)
-        lowered = f"{message} {etype}".lower()
-        if status == 503 and ("loading" in lowered or etype == "unavailable_error"):
-            return RemoteError(f"{label} is still loading its model; fimble retries with backoff.", "loading", 503)
-        if status in (401, 403):
-            if self._key is None:
-                hint = (
-                    f"No API key was sent: put the server's key in the environment variable "
-                    f"{self.api_key_env or 'FIMBLE_API_KEY'} (the name is the 'apiKeyEnv' setting) and restart fimble."
-                )
-            else:
-                hint = f"Check the key in the environment variable {self.api_key_env} (named by 'apiKeyEnv')."
-            return RemoteError(f"{label} refused the request{detail}. {hint}", "auth", status)
-        if status == 404:
-            hint = f" {self._not_found_hint}" if self._not_found_hint else ""
-            return RemoteError(
-                f"{label} has no {path} endpoint{detail}. Check 'url' and 'backend' ({self.engine}).{hint}",
-                "http",
-                status,
-            )
-        if any(h in lowered for h in _OVERFLOW_HINTS) and (status is None or 400 <= status < 500):
-            return RemoteContextOverflow(
-                f"The prompt does not fit the server's context window{detail}. Set 'nCtx' to the server's context "
-                "size (or start the server with a larger one).",
-                "overflow",
-                status,
-            )
-        if status is None:
-            return RemoteError(f"{label} reported an error mid-answer{detail}.", "stream")
-        if status == 429:
-            return RemoteError(f"{label} is busy{detail}; fimble retries with backoff.", "http", status, retry_after)
-        if status >= 500:
-            return RemoteError(f"{label} failed{detail}.", "http", status, retry_after)
-        return RemoteError(f"{label} rejected the request{detail}.", "http", status)
-
-    def _not_llm(self, path: str, resp: http.client.HTTPResponse, raw: bytes) -> RemoteError:
-        ctype = resp.getheader("Content-Type") or "no content type"
-        start = raw[:60].decode("utf-8", "replace").strip()
-        return RemoteError(
-            f"{self.label} answered {path} with something that is not the JSON an LLM server sends ({ctype}, "
-            f"starting {start!r}). Check that 'url' points at the model server and 'backend' ({self.engine}) "
-            "matches it.",
-            "protocol",
-            resp.status,
-        )
 
     def close(self) -> None:
         with self._lock:
@@ -556,43 +430,3 @@ def _sleep(seconds: float, cancel: CancelToken | None) -> bool:
         if left <= 0:
             return True
         time.sleep(min(left, _WATCH_INTERVAL_S))
-
-
-def _error_message(payload: Any) -> tuple[str, str]:
-    """(message, type) from the error bodies engines send: {"error": {"message", "type"}} (OpenAI, llama-server),
-    {"error": "..."} (Ollama), {"detail": ...} (FastAPI: llama-cpp-python, vLLM), {"message": ...}."""
-    if not isinstance(payload, dict):
-        return "", ""
-    error = payload.get("error")
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("msg") or ""), str(error.get("type") or "")
-    if isinstance(error, str):
-        return error, ""
-    detail = payload.get("detail")
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        return str(detail[0].get("msg") or detail[0]), ""
-    if detail:
-        return str(detail), ""
-    return str(payload.get("message") or ""), str(payload.get("type") or "")
-
-
-def _retry_after(resp: http.client.HTTPResponse | None) -> float | None:
-    if resp is None:
-        return None
-    value = resp.getheader("Retry-After")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return exc.verify_message or str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

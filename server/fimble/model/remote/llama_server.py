@@ -21,10 +21,11 @@ from pathlib import PurePath
 from typing import Any
 
 from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopReason
-from fimble.model.remote.base import Chunk, Final, RemoteBackend
-from fimble.model.remote.formats import candidate_specials, choose, configured_format, synthetic_header
-from fimble.model.remote.http import HttpClient, RemoteError
-from fimble.model.remote.tokens import CachedTokenizer
+from fimble.model.remote.failures import RemoteError
+from fimble.model.remote.format_choice import candidate_specials, choose, configured_format, synthetic_header
+from fimble.model.remote.http import HttpClient
+from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
+from fimble.model.remote.tokenizers import CachedTokenizer
 from fimble.prompt.formats import FimFormat
 from fimble.settings import Settings
 

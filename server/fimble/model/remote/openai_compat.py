@@ -7,7 +7,7 @@ wraps every prompt in the model's template and cannot be told not to, so fimble 
 and uses its native `/api/generate` with `raw: true` instead.
 
 Tokens: where the server has a tokenize endpoint (vLLM `/tokenize`, llama-cpp-python `/extras/tokenize`,
-llama-server `/tokenize`) fimble counts with it; otherwise it uses the calibrated estimate in `tokens.py`. Prompts
+llama-server `/tokenize`) fimble counts with it; otherwise it uses the calibrated estimate in `tokenizers.py`. Prompts
 travel as text; the ids the pipeline holds map back to that exact text (remembered prompts, or the estimate's
 self-describing ids).
 """
@@ -20,10 +20,11 @@ from typing import Any, Literal
 
 from fimble.model.backend import CancelToken, GenerationParams, ModelInfo, StopReason
 from fimble.model.gguf_meta import GGUFHeader
-from fimble.model.remote.base import Chunk, Final, RemoteBackend
-from fimble.model.remote.formats import candidate_specials, choose, synthetic_header
-from fimble.model.remote.http import Framing, HttpClient, RemoteError
-from fimble.model.remote.tokens import CachedTokenizer, EstimateTokenizer
+from fimble.model.remote.failures import RemoteError
+from fimble.model.remote.format_choice import candidate_specials, choose, synthetic_header
+from fimble.model.remote.http import Framing, HttpClient
+from fimble.model.remote.remote_backend import Chunk, Final, RemoteBackend
+from fimble.model.remote.tokenizers import CachedTokenizer, EstimateTokenizer
 from fimble.prompt.formats import Piece, Special
 from fimble.settings import Settings
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from fimble.completion.pipeline import Completion, CompletionRequest, build_prompt, complete
 from fimble.context.engine import ContextEngine
-from fimble.context.tokens import token_counter
-from fimble.documents.languages import language_from_path
 from fimble.evaluation.memo import MemoBackend, ModelMemo
+from fimble.languages import language_from_path
 from fimble.model.backend import CancelToken, ModelBackend, ModelInfo, Scores
 from fimble.model.prompt_states import common_prefix
 from fimble.model.runtime import ModelRuntime
 from fimble.prompt.assemble import Prompt
+from fimble.prompt.budget import token_counter
 from fimble.prompt.formats import merge_text
 from fimble.settings import Settings
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fimble.context.base import lines_back
-from fimble.index.files import read_source
+from fimble.context.source_types import lines_back
+from fimble.index.workspace_files import read_source
 from fimble.trust.paths import confine, resolve
 
 CHUNK_LINES = 12  # also the number of lines before the cursor that make the query

@@ -8,7 +8,8 @@ opened before the suggestion began.
 
 from __future__ import annotations
 
-from fimble.completion.filters.base import FilterContext, Suggestion, indent_width
+from fimble.completion.filters.suggestion import FilterContext, Suggestion, indent_width
+from fimble.languages import LINE_COMMENT_MARKS, comment_prefix
 
 MAX_BLOCK_LINES = 24
 _OPENERS = "([{"
@@ -22,13 +23,11 @@ def is_mid_line(ctx: FilterContext) -> bool:
     return bool(rest.strip(")]}\"'`;,"))
 
 
-_LINE_COMMENTS = ("#", "//", "--", ";")
-
-
 def in_comment_or_string(ctx: FilterContext) -> bool:
     """The cursor sits in a line comment or an unterminated string on its line (a cheap lexical check: it runs
     on every keystroke, and being wrong only costs a multi-line suggestion)."""
     quote: str | None = None
+    semicolon_comments = comment_prefix(ctx.language_id) == ";"  # elsewhere ';' ends a statement
     line = ctx.line_prefix
     i = 0
     while i < len(line):
@@ -41,7 +40,7 @@ def in_comment_or_string(ctx: FilterContext) -> bool:
                 quote = None
         elif ch in "\"'`":
             quote = ch
-        elif any(line.startswith(mark, i) for mark in _LINE_COMMENTS) and (ch != ";" or ctx.language_id == "lisp"):
+        elif any(line.startswith(mark, i) for mark in LINE_COMMENT_MARKS) and (ch != ";" or semicolon_comments):
             return True
         i += 1
     return quote is not None

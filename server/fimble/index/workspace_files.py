@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from fimble.syntax.languages import grammar_name
+from fimble.languages import grammar_name
 from fimble.trust.paths import confine, resolve
 
 MAX_FILE_BYTES = 1_000_000

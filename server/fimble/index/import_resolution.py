@@ -1,7 +1,7 @@
 """Module resolution: which workspace files an import refers to. Pure functions over a `FileSet`.
 
 Exact rules where a language has simple ones (relative Python and JS/TS imports, C includes next to the file),
-path-suffix matching elsewhere, so `import fimble.context.base` finds `server/fimble/context/base.py` in a src
+path-suffix matching elsewhere, so `import fimble.context.source_types` finds `server/fimble/context/source_types.py` in a src
 layout and `import "github.com/x/y/pkg"` finds the `pkg` directory without reading go.mod.
 """
 

@@ -18,8 +18,9 @@ from fimble.model.backend import (
     StopReason,
     take_piece,
 )
-from fimble.model.remote.formats import configured_format
-from fimble.model.remote.http import HttpClient, RemoteError
+from fimble.model.remote.failures import RemoteError
+from fimble.model.remote.format_choice import configured_format
+from fimble.model.remote.http import HttpClient
 from fimble.prompt.formats import FimFormat, Piece, Special, format_by_name
 from fimble.settings import Settings
 

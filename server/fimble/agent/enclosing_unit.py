@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import tree_sitter
 
-from fimble.agent.diagnostics import ByteMap
+from fimble.documents.document import ByteMap
 
 MAX_UNIT_LINES = 60
 SMALL_DEFINITION_LINES = 12
