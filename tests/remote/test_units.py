@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from fimble.errors import SettingsError
-from fimble.model.remote.bench import measure_latency
 from fimble.model.remote.format_choice import choose, format_from_name, synthetic_header
 from fimble.model.remote.http import parse_url
 from fimble.model.remote.llama_server import stable_slot
 from fimble.model.remote.tokenizers import CachedTokenizer, EstimateTokenizer
 from fimble.settings import Settings
+from fimble_dev.remote_latency import measure_latency
 from tests.remote.conftest import Served, remote_settings
 
 CODE = (

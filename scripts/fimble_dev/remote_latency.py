@@ -1,7 +1,7 @@
-"""Latency of one engine, for `scripts/bench_latency.py --backend`: the same measurement for the in-process model
-and a shared server, so teams can see what moving the model to a GPU box costs or gains per keystroke.
+"""Latency of one engine (a development tool, not shipped): the same measurement for the in-process model and a
+shared server, so teams can see what moving the model to a GPU box costs or gains per keystroke.
 
-    from fimble.model.remote.bench import measure_latency
+    from fimble_dev.remote_latency import measure_latency
     report = measure_latency(Settings(backend="llama-server", url="http://gpu-box:8080"), runs=10)
 
 Each run completes a growing prefix (one more line per run, like typing), so prompt-cache reuse is part of what is
