@@ -190,3 +190,12 @@ def test_a_sliding_window_snapshot_goes_back_only_to_its_checkpoints() -> None:
     assert states.best([*range(300), -1], 2000) == (None, 0)
     assert states.best([*range(1500), 7], 2000)[1] == 1500  # the whole snapshot: it continues at its end
     assert reach(checkpoints, 1483) == checkpoints[0] and reach(checkpoints, 100) is None
+
+
+def test_generation_speed_is_unknown_from_one_token() -> None:
+    """One token comes with the prompt's evaluation: a rate from it (thousands a second) would mislead the status."""
+    from fimble.model.backend import GenerationResult
+
+    assert GenerationResult("x", "eos", generated_tokens=1, generate_ms=0.28).tokens_per_second == 0.0
+    assert GenerationResult("", "deadline", generated_tokens=0, generate_ms=5.0).tokens_per_second == 0.0
+    assert GenerationResult("xy", "eos", generated_tokens=10, generate_ms=200.0).tokens_per_second == 50.0

@@ -462,7 +462,6 @@ class FimbleServer(LanguageServer):
             "ready",
             "ready",
             latencyMs=round((time.monotonic() - started) * 1000, 1),
-            tokensPerSecond=round(g.tokens_per_second, 1),
             promptTokens=g.prompt_tokens,
             reusedTokens=g.reused_tokens,
             generatedTokens=g.generated_tokens,
@@ -472,6 +471,7 @@ class FimbleServer(LanguageServer):
             # by phase (prompt_build, prompt_eval, generate, filters, alternatives, total, queue): for benchmarks
             timingsMs={phase: round(ms, 1) for phase, ms in result.timings_ms.items()},
             cached=False,
+            **({"tokensPerSecond": round(g.tokens_per_second, 1)} if g.tokens_per_second else {}),
             **({"emptyReason": result.empty_reason} if result.empty_reason else {}),
         )
         log.info("completion %s", result.stats())

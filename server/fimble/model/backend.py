@@ -94,7 +94,11 @@ class GenerationResult:
 
     @property
     def tokens_per_second(self) -> float:
-        return self.generated_tokens / (self.generate_ms / 1000) if self.generate_ms > 0 else 0.0
+        """Generation speed; 0.0 when unknown: a single token comes with the prompt's evaluation, so its "rate"
+        (thousands a second) would say nothing about the model."""
+        if self.generated_tokens < 2 or self.generate_ms <= 0:
+            return 0.0
+        return self.generated_tokens / (self.generate_ms / 1000)
 
 
 OnText = Callable[[str], None]
