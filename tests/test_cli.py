@@ -115,3 +115,15 @@ def test_help_for_every_command(command: list[str]) -> None:
 def test_version() -> None:
     result = fimble("--version")
     assert result.returncode == 0 and result.stdout.startswith("fimble ")
+
+
+def test_complete_waits_for_the_whole_answer_unless_a_budget_is_asked_for() -> None:
+    """A one-shot command has no second request to finish what a budget cut: the default budget (meant for the
+    editor's keystrokes) does not apply; a flag or FIMBLE_TIME_BUDGET_MS does."""
+    from fimble.cli.complete import time_budget_s
+    from fimble.settings import Settings
+
+    default = Settings()
+    assert time_budget_s(default, {}, {}) is None
+    assert time_budget_s(Settings(time_budget_ms=200), {"time_budget_ms": 200}, {}) == 0.2
+    assert time_budget_s(Settings(time_budget_ms=1500), {}, {"FIMBLE_TIME_BUDGET_MS": "1500"}) == 1.5

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,13 @@ def workspace_root(path: Path, *, trusted: bool) -> Path:
     return git.repo_root if git is not None else folder
 
 
+def time_budget_s(settings: Settings, overrides: dict[str, Any], environ: Mapping[str, str]) -> float | None:
+    """The CLI's time budget: none unless asked for by flag or environment. A one-shot command has no second request
+    to finish what a budget cut (the server has one): it waits for the whole answer."""
+    asked = "time_budget_ms" in overrides or "FIMBLE_TIME_BUDGET_MS" in environ
+    return settings.time_budget_ms / 1000 if asked else None
+
+
 def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     path, line, col = parse_location(args.location)
     doc = read_document(path)
@@ -98,7 +107,7 @@ def run_complete(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             context=engine,
             repo=engine.root.name if engine is not None and engine.root is not None else "",
         )
-        budget = CancelToken(budget_s=settings.time_budget_ms / 1000)  # starts once the model is loaded
+        budget = CancelToken(budget_s=time_budget_s(settings, overrides, os.environ))  # starts once loaded
         result = runtime.run_sync(lambda b: complete(b, request, budget), budget)
     finally:
         runtime.shutdown()
