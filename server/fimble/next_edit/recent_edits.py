@@ -130,7 +130,9 @@ class EditHistory:
             hunk.first = min(hunk.first, first)
             hunk.last = max(last, new_last, hunk.first)
             return
-        self._close(old)
+        # The open hunk ends with the text before this edit when it is in this document (its own entry already
+        # holds the text after it).
+        self._close(old if hunk is not None and hunk.uri == uri else None)
         self._open = _Open(uri, old, first, new_last)
 
     def _close(self, text_now: str | None = None) -> None:
