@@ -44,10 +44,21 @@ class Request:
 
 
 @dataclass
+class NextEditAsk:
+    """A `fimble/nextEdit` the replay sent when typing paused without ghost text, as the clients do."""
+
+    outcome: str = ""  # "edits", "empty", "cancelled" (a keystroke's completion came first), "error"
+    latency_ms: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
 class Session:
     requests: list[Request] = field(default_factory=list)
     keystrokes: int = 0
     actions: dict[str, int] = field(default_factory=dict)
+    next_edits: list[NextEditAsk] = field(default_factory=list)
     model: str = ""
     model_path: str = ""
     load_ms: float | None = None

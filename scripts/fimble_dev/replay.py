@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from fimble.settings import Settings
 from fimble_dev.baselines import BareLlama, Peer
@@ -21,13 +22,14 @@ from fimble_dev.lsp_client import (
     first_item,
     initialize,
     make_client,
+    plain,
     position,
     server_env,
     start_server,
     stop_server,
     wait_ready,
 )
-from fimble_dev.record import Request, Session, take_status
+from fimble_dev.record import NextEditAsk, Request, Session, take_status
 from fimble_dev.typist import Typist, region_end, start_offset
 
 
@@ -72,6 +74,7 @@ async def run_session(
         # A person looks at a file before typing; the server uses that time (KV warm-up, indexing).
         await asyncio.sleep(args.settle_ms / 1000)
         suggestion = ""
+        pending: list[asyncio.Task[None]] = []
         max_tokens = Settings.from_env().merged(overrides).max_tokens
         while session.keystrokes < args.limit and not typist.done:
             before_text = typist.text
@@ -135,10 +138,38 @@ async def run_session(
                 if other is not None:
                     await asyncio.to_thread(other.run, req)
             session.requests.append(req)
+            if getattr(args, "next_edit", False) and not suggestion:
+                # No ghost text: a client asks for a next edit now, without waiting for it; the next keystroke's
+                # completion goes first (the server cancels the next edit).
+                pending.append(asyncio.create_task(ask_next_edit(client, uri, version, pos, session)))
+        await asyncio.gather(*pending)
     finally:
         # The server may already be gone; what matters is that it is stopped either way.
         await stop_server(client)
     return session
+
+
+async def ask_next_edit(client: Any, uri: str, version: int, pos: types.Position, session: Session) -> None:
+    ask = NextEditAsk()
+    session.next_edits.append(ask)
+    params = {
+        "textDocument": {"uri": uri, "version": version},
+        "position": {"line": pos.line, "character": pos.character},
+    }
+    started = time.monotonic()
+    try:
+        result = plain(await client.protocol.send_request_async("fimble/nextEdit", params))
+    except JsonRpcException as exc:
+        ask.outcome = "cancelled" if exc.code in (-32800, -32801) else "error"
+        ask.reason = str(exc)
+        return
+    except Exception as exc:
+        ask.outcome, ask.reason = "error", f"{type(exc).__name__}: {exc}"
+        return
+    ask.latency_ms = (time.monotonic() - started) * 1000
+    ask.outcome = "edits" if result.get("edits") else "empty"
+    ask.reason = str(result.get("reason", ""))
+    ask.timings_ms = {k: float(v) for k, v in (result.get("timingsMs") or {}).items()}
 
 
 def tokens_to_generate(req: Request, bare: BareLlama | None, max_tokens: int) -> int:

@@ -243,3 +243,30 @@ def test_a_prediction_with_the_scripted_model() -> None:
     cancel = CancelToken()
     cancel.cancel()
     assert predict(backend, request, cancel).reason == "cancelled"
+
+
+def test_the_incremental_syntax_check_matches_a_fresh_parse() -> None:
+    """The check re-parses the document's tree with the edits made (several, after non-ASCII text) and compiles
+    only the statements they touch: it must see what a whole parse and compile see."""
+    text = '# é ≈ ünïcode\nclass Shape:\n    def area(self, radius):\n        """Aire ≈ π r²."""\n        return 3.14 * radius * radius\n\n\ndef perimeter(radius):\n    return 2 * 3.14 * radius\n'
+    region = editable_region(text, 0, 21)
+
+    def verdict(new: str) -> str:
+        return check_rewrite(text, "python", "shape.py", region, new).reason
+
+    assert verdict(text.replace("radius", "r")) == ""  # six edits, all fine
+    assert "tree-sitter" in verdict(text.replace("return 2 * 3.14", "return 2 * (3.14"))
+    # Python's compiler sees what tree-sitter accepts: a duplicate argument, a return outside a function.
+    assert "Python's compiler" in verdict(text.replace("def perimeter(radius)", "def perimeter(radius, radius)"))
+    assert "Python's compiler" in verdict(text.replace("# é ≈ ünïcode\n", "return 1\n"))
+    # An error that was there before the edit is not the edit's.
+    broken = text.replace("def perimeter(radius, radius)", "").replace(
+        "def perimeter(radius)", "def perimeter(radius, radius)"
+    )
+    region = editable_region(broken, 0, 21)
+    assert (
+        check_rewrite(
+            broken, "python", "shape.py", region, broken.replace("3.14 * radius * radius", "3.14 * radius ** 2")
+        ).reason
+        == ""
+    )

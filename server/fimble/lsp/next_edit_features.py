@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -18,6 +19,7 @@ from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcIn
 
 from fimble.errors import FimbleError
 from fimble.lsp.convert import field, position_of, rpc_error, structure, unstructure
+from fimble.model.backend import ModelBackend
 from fimble.model.runtime import Cancelled, ModelRuntime
 from fimble.next_edit.predictor import NextEditAnswer, NextEditRequest, predict
 from fimble.next_edit.recent_edits import EditHistory
@@ -134,6 +136,7 @@ class NextEditFeatures:
         version = field(params, "textDocument", "version")
         if not isinstance(version, int) or isinstance(version, bool):
             version = None
+        started = time.monotonic()
         server = self.server
         settings = server.settings
         if not settings.next_edit:
@@ -164,7 +167,13 @@ class NextEditFeatures:
         runtime = self.runtime
         cancel = runtime.token_for(RUN_KEY)
         try:
-            answer = await runtime.run(lambda backend: predict(backend, request, cancel), cancel)
+            submitted = time.monotonic()
+
+            def job(backend: ModelBackend) -> tuple[NextEditAnswer, float]:
+                waited_ms = (time.monotonic() - submitted) * 1000  # behind a completion, a warm-up, a load
+                return predict(backend, request, cancel), waited_ms
+
+            answer, queue_ms = await runtime.run(job, cancel)
         except Cancelled:
             raise JsonRpcException("fimble: the next edit was superseded", code=REQUEST_CANCELLED) from None
         except FimbleError as exc:
@@ -175,8 +184,12 @@ class NextEditFeatures:
         if now is None or now.text is not request.text:
             raise JsonRpcContentModified("fimble: the document changed while the next edit was computed")
         _log_answer(uri, answer)
+        # By phase (prompt_build, model, checks, total) and the whole request, queue included: for benchmarks.
+        timings = {phase: round(ms, 1) for phase, ms in answer.timings_ms.items()}
+        timings["queue"] = round(queue_ms, 1)
+        timings["request"] = round((time.monotonic() - started) * 1000, 1)
         if not answer.replacements:
-            return _empty(answer.reason)
+            return {**_empty(answer.reason), "timingsMs": timings}
         text_document = {"uri": uri, "version": now.version}
         edits = [
             {
@@ -186,7 +199,7 @@ class NextEditFeatures:
             }
             for rep in answer.replacements
         ]
-        return {"edits": edits}
+        return {"edits": edits, "timingsMs": timings}
 
 
 def _empty(reason: str) -> dict[str, Any]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fimble.agent.diagnostics import parse, python_compile_error
+import tree_sitter
+
+from fimble.agent.diagnostics import python_compile_error
 from fimble.agent.edits import Replacement, apply_replacements, word_replacements
 from fimble.agent.fix_answer import similarity
 from fimble.languages import grammar_name, is_python
 from fimble.next_edit.region import Region, too_large
 from fimble.syntax.error_nodes import count_errors
+from fimble.syntax.grammars import get_parser
 
 MIN_SIMILARITY = 0.5  # below this the answer is not an edit of the region
 WHOLE_REGION_MIN_LINES = 3  # a one- or two-line region may well change on every line
@@ -50,6 +53,7 @@ def check_rewrite(
     region: Region,
     rewritten: str | None,
     original: str | None = None,
+    old_tree: tree_sitter.Tree | None = None,
 ) -> Checked:
     """The edits that turn `region` into `rewritten`, offset into `text`, if the rewrite passes every check."""
     if rewritten is None:
@@ -68,19 +72,86 @@ def check_rewrite(
     local = word_replacements(old, rewritten)
     reps = shifted(local, region.start)
     new_text = apply_replacements(text, reps)
-    reason = added_syntax_error(text, new_text, language_id, path)
+    reason = added_syntax_error(text, new_text, reps, language_id, path, old_tree)
     if reason:
         return Checked([], reason)
     return Checked(reps, "", new_text)
 
 
-def added_syntax_error(old_text: str, new_text: str, language_id: str, path: str) -> str:
-    """Why `new_text` is syntactically worse than `old_text` (empty when it is not)."""
-    before = count_errors(parse(old_text, language_id, path))
-    after = count_errors(parse(new_text, language_id, path))
+def _edit_tree(tree: tree_sitter.Tree, text: str, reps: Sequence[Replacement]) -> None:
+    """Tell `tree` (of `text`) about the replacements, last first, so each one's coordinates are those of `text`."""
+    for rep in sorted(reps, key=lambda r: r.start, reverse=True):
+        start_byte = len(text[: rep.start].encode("utf-8", "surrogatepass"))
+        old_end_byte = start_byte + len(text[rep.start : rep.end].encode("utf-8", "surrogatepass"))
+        new_end_byte = start_byte + len(rep.text.encode("utf-8", "surrogatepass"))
+        tree.edit(
+            start_byte=start_byte,
+            old_end_byte=old_end_byte,
+            new_end_byte=new_end_byte,
+            start_point=_point(text, rep.start),
+            old_end_point=_point(text, rep.end),
+            new_end_point=_end_point(_point(text, rep.start), rep.text),
+        )
+
+
+def _point(text: str, offset: int) -> tuple[int, int]:
+    """tree-sitter's (row, byte column) of a string offset."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset), len(text[line_start:offset].encode("utf-8", "surrogatepass"))
+
+
+def _end_point(start: tuple[int, int], inserted: str) -> tuple[int, int]:
+    row, col = start
+    if "\n" not in inserted:
+        return row, col + len(inserted.encode("utf-8", "surrogatepass"))
+    tail = inserted[inserted.rfind("\n") + 1 :]
+    return row + inserted.count("\n"), len(tail.encode("utf-8", "surrogatepass"))
+
+
+def _units_around(tree: tree_sitter.Tree, first_byte: int, last_byte: int) -> tuple[int, int]:
+    """Byte span of the top-level statements that hold [first_byte, last_byte]: a unit Python can compile alone."""
+    start, end = first_byte, last_byte
+    for node in tree.root_node.children:
+        if node.end_byte >= first_byte and node.start_byte <= last_byte:
+            start, end = min(start, node.start_byte), max(end, node.end_byte)
+    return start, end
+
+
+def added_syntax_error(
+    old_text: str,
+    new_text: str,
+    reps: Sequence[Replacement],
+    language_id: str,
+    path: str,
+    old_tree: tree_sitter.Tree | None = None,
+) -> str:
+    """Why `new_text` (`old_text` with `reps` made) is syntactically worse (empty when it is not). The new tree is an
+    incremental re-parse of the old one (the document's own tree when the caller has it), and Python compiles only
+    the top-level statements the edit touches: milliseconds on a 5,000-line file, not a parse and a compile of it
+    twice."""
+    parser = get_parser(language_id, path)
+    if parser is None:
+        return ""
+    if old_tree is None:
+        old_tree = parser.parse(old_text.encode("utf-8", "surrogatepass"))
+    edited = old_tree.copy()
+    _edit_tree(edited, old_text, reps)
+    new_src = new_text.encode("utf-8", "surrogatepass")
+    new_tree = parser.parse(new_src, edited)
+    before, after = count_errors(old_tree), count_errors(new_tree)
     if after.nodes > before.nodes or (after.nodes == before.nodes and after.error_bytes > before.error_bytes):
         return "the edit adds a syntax error (tree-sitter)"
-    if is_python(language_id, path) and python_compile_error(new_text) and not python_compile_error(old_text):
+    if not is_python(language_id, path) or not reps:
+        return ""
+    first = len(new_text[: min(r.start for r in reps)].encode("utf-8", "surrogatepass"))
+    delta = len(new_src) - len(old_text.encode("utf-8", "surrogatepass"))
+    last_old = len(old_text[: max(r.end for r in reps)].encode("utf-8", "surrogatepass"))
+    start, end = _units_around(new_tree, first, last_old + delta)
+    new_unit = new_src[start:end].decode("utf-8", "surrogatepass")
+    if python_compile_error(new_unit) is None:
+        return ""
+    old_unit = old_text.encode("utf-8", "surrogatepass")[start : end - delta].decode("utf-8", "surrogatepass")
+    if python_compile_error(old_unit) is None:
         return "the edit adds a syntax error (Python's compiler)"
     return ""
 

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import tree_sitter
+
 from fimble.agent.edits import Replacement
 from fimble.context.source_types import ContextQuery
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
@@ -79,6 +81,18 @@ def _passages(request: NextEditRequest, region: Region, backend: ModelBackend) -
     return found.snippets
 
 
+def _document_tree(request: NextEditRequest) -> tree_sitter.Tree | None:
+    """The open document's own syntax tree, kept up to date by the context engine (None: the checks parse)."""
+    engine = request.context
+    if engine is None or not request.uri:
+        return None
+    try:
+        return engine.trees.tree(request.uri, request.text)
+    except Exception:
+        log.exception("next edit: the document's syntax tree")
+        return None
+
+
 def predict(backend: ModelBackend, request: NextEditRequest, cancel: CancelToken) -> NextEditAnswer:
     started = time.monotonic()
     region = editable_region(request.text, request.offset, request.settings.next_edit_lines)
@@ -112,7 +126,9 @@ def predict(backend: ModelBackend, request: NextEditRequest, cancel: CancelToken
     timings["model"] = generation.prompt_ms + generation.generate_ms
     rewritten = fmt.parse(generation.text, generation.stop_reason, region.text)
     original = original_region(region, request.path, request.hunks)
-    checked = check_rewrite(request.text, request.language_id, request.path, region, rewritten, original)
+    checked = check_rewrite(
+        request.text, request.language_id, request.path, region, rewritten, original, _document_tree(request)
+    )
     timings["checks"] = (time.monotonic() - after_model) * 1000
     timings["total"] = (time.monotonic() - started) * 1000
     reason = "cancelled" if generation.stop_reason == "cancelled" else checked.reason

@@ -4,7 +4,7 @@ region; the region itself is never cut)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fimble.agent.prompts import fence_for
@@ -16,6 +16,8 @@ from fimble.prompt.assemble import Snippet
 from fimble.prompt.formats import Piece, Special
 
 SURROUND_LINES = 20  # lines of the file shown above and below the region, at most
+# Token counts of parts differ a little from the whole prompt's (merges across their edges): a round may fall short.
+MAX_FITTING_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -116,24 +118,34 @@ def build_prompt(
     passages: Sequence[Snippet],
     budget_tokens: int,
 ) -> NextEditPrompt | None:
-    """The prompt within `budget_tokens`, or None when even the region and its instructions do not fit."""
+    """The prompt within `budget_tokens`, or None when even the region and its instructions do not fit. What is
+    over is taken away in order, its cost counted part by part, so a long file costs two or three encodings of the
+    prompt, not one per line taken away."""
     original = original_region(region, path, hunks)
     kept_hunks, kept_passages = list(hunks), list(passages)
     surround = SURROUND_LINES
-    encode: Callable[[list[Piece]], list[int]] = lambda pieces: backend.encode(pieces, fmt.add_bos)  # noqa: E731
-    while True:
+
+    def cost(pieces: list[Piece]) -> int:
+        return len(backend.encode(pieces, False))
+
+    for _ in range(MAX_FITTING_ROUNDS):
         around = surrounding(text, region, surround)
         pieces = _pieces(fmt, region, cursor, path, language_id, around, kept_hunks, kept_passages, original)
-        ids = encode(pieces)
-        if len(ids) <= budget_tokens:
+        ids = backend.encode(pieces, fmt.add_bos)
+        over = len(ids) - budget_tokens
+        if over <= 0:
             return NextEditPrompt(fmt.name, ids, pieces, len(kept_hunks), len(kept_passages))
-        if kept_passages:
-            kept_passages.pop()  # the lowest ranked
-        elif len(kept_hunks) > 1:
-            kept_hunks.pop(0)  # the oldest; the last edit is what the next one follows
-        elif surround > 0:
-            surround //= 2
-        elif kept_hunks:
-            kept_hunks.pop(0)
-        else:
-            return None
+        while over > 0 and kept_passages:  # the lowest ranked first
+            p = kept_passages.pop()
+            over -= cost(fmt.render(fmt.passage, path=p.path, content=with_newline(p.text)))
+        while over > 0 and len(kept_hunks) > 1:  # the oldest first; the last edit is what the next one follows
+            over -= cost(render_hunk(fmt, kept_hunks.pop(0)))
+        while over > 0 and surround > 0:
+            fewer = surround // 2
+            over -= cost(list(surrounding(text, region, surround))) - cost(list(surrounding(text, region, fewer)))
+            surround = fewer
+        if over > 0 and kept_hunks:
+            over -= cost(render_hunk(fmt, kept_hunks.pop(0)))
+        if over > 0:
+            return None  # the region and the template alone are over
+    return None
