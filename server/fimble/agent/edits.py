@@ -61,6 +61,11 @@ def minimal_replacements(old: str, new: str) -> list[Replacement]:
 _WORDS = re.compile(r"\w+|\s+|[^\w\s]")
 
 
+def words(text: str) -> list[str]:
+    """`text` cut into words, runs of spacing and single symbols (joined, they give `text` back)."""
+    return _WORDS.findall(text)
+
+
 def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 

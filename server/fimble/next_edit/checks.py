@@ -8,14 +8,15 @@ document twice): runs on the model worker, after generation.
 
 from __future__ import annotations
 
+import difflib
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import tree_sitter
 
 from fimble.agent.diagnostics import python_compile_error
-from fimble.agent.edits import Replacement, apply_replacements, word_replacements
-from fimble.agent.fix_answer import similarity
+from fimble.agent.edits import Replacement, apply_replacements, word_replacements, words
 from fimble.languages import grammar_name, is_python
 from fimble.next_edit.region import Region, too_large
 from fimble.syntax.error_nodes import count_errors
@@ -63,7 +64,7 @@ def check_rewrite(
         return Checked([], "the model wrote the region unchanged")
     if rewritten.count("\n") > 2 * old.count("\n") + 10:
         return Checked([], "the model wrote more than the region (it repeated it or went on past it)")
-    if similarity(old, rewritten) < MIN_SIMILARITY:
+    if word_similarity(old, rewritten) < MIN_SIMILARITY:
         return Checked([], "the model's answer is not an edit of the region (it shares too little with it)")
     if old.count("\n") >= WHOLE_REGION_MIN_LINES and _kept_lines(old, rewritten) == 0:
         return Checked([], "the model rewrote every line of the region")
@@ -78,26 +79,38 @@ def check_rewrite(
     return Checked(reps, "", new_text)
 
 
+def word_similarity(a: str, b: str) -> float:
+    """How much of their words and symbols two texts share, spacing ignored: a character match would cost tens of
+    milliseconds on a region that changed in many places."""
+    x = [w for w in words(a) if not w.isspace()]
+    y = [w for w in words(b) if not w.isspace()]
+    return difflib.SequenceMatcher(None, x, y, autojunk=False).ratio()
+
+
 def _edit_tree(tree: tree_sitter.Tree, text: str, reps: Sequence[Replacement]) -> None:
     """Tell `tree` (of `text`) about the replacements, last first, so each one's coordinates are those of `text`."""
+    base = min(r.start for r in reps)
+    base_row = text.count("\n", 0, base)
+    base_byte = len(text[:base].encode("utf-8", "surrogatepass"))
+
+    def point(offset: int) -> tuple[int, int]:
+        """tree-sitter's (row, byte column) of a string offset at or after `base`."""
+        line_start = text.rfind("\n", 0, offset) + 1
+        return base_row + text.count("\n", base, offset), len(text[line_start:offset].encode("utf-8", "surrogatepass"))
+
     for rep in sorted(reps, key=lambda r: r.start, reverse=True):
-        start_byte = len(text[: rep.start].encode("utf-8", "surrogatepass"))
+        start_byte = base_byte + len(text[base : rep.start].encode("utf-8", "surrogatepass"))
         old_end_byte = start_byte + len(text[rep.start : rep.end].encode("utf-8", "surrogatepass"))
         new_end_byte = start_byte + len(rep.text.encode("utf-8", "surrogatepass"))
+        start = point(rep.start)
         tree.edit(
             start_byte=start_byte,
             old_end_byte=old_end_byte,
             new_end_byte=new_end_byte,
-            start_point=_point(text, rep.start),
-            old_end_point=_point(text, rep.end),
-            new_end_point=_end_point(_point(text, rep.start), rep.text),
+            start_point=start,
+            old_end_point=point(rep.end),
+            new_end_point=_end_point(start, rep.text),
         )
-
-
-def _point(text: str, offset: int) -> tuple[int, int]:
-    """tree-sitter's (row, byte column) of a string offset."""
-    line_start = text.rfind("\n", 0, offset) + 1
-    return text.count("\n", 0, offset), len(text[line_start:offset].encode("utf-8", "surrogatepass"))
 
 
 def _end_point(start: tuple[int, int], inserted: str) -> tuple[int, int]:
@@ -108,13 +121,25 @@ def _end_point(start: tuple[int, int], inserted: str) -> tuple[int, int]:
     return row + inserted.count("\n"), len(tail.encode("utf-8", "surrogatepass"))
 
 
-def _units_around(tree: tree_sitter.Tree, first_byte: int, last_byte: int) -> tuple[int, int]:
-    """Byte span of the top-level statements that hold [first_byte, last_byte]: a unit Python can compile alone."""
+def _unit_around(tree: tree_sitter.Tree, src: bytes, first_byte: int, last_byte: int) -> tuple[int, int]:
+    """Byte span of a unit Python can compile alone that holds [first_byte, last_byte]: the innermost function
+    (with its decorators) from the start of its line, else the top-level statements there."""
+    node: tree_sitter.Node | None = tree.root_node.descendant_for_byte_range(first_byte, last_byte)
+    while node is not None and node.type != "function_definition":
+        node = node.parent
+    if node is not None:
+        if node.parent is not None and node.parent.type == "decorated_definition":
+            node = node.parent
+        return src.rfind(b"\n", 0, node.start_byte) + 1, node.end_byte
     start, end = first_byte, last_byte
-    for node in tree.root_node.children:
-        if node.end_byte >= first_byte and node.start_byte <= last_byte:
-            start, end = min(start, node.start_byte), max(end, node.end_byte)
+    for child in tree.root_node.children:
+        if child.end_byte >= first_byte and child.start_byte <= last_byte:
+            start, end = min(start, child.start_byte), max(end, child.end_byte)
     return start, end
+
+
+def _compiles(unit: bytes) -> bool:
+    return python_compile_error(textwrap.dedent(unit.decode("utf-8", "surrogatepass"))) is None
 
 
 def added_syntax_error(
@@ -146,12 +171,10 @@ def added_syntax_error(
     first = len(new_text[: min(r.start for r in reps)].encode("utf-8", "surrogatepass"))
     delta = len(new_src) - len(old_text.encode("utf-8", "surrogatepass"))
     last_old = len(old_text[: max(r.end for r in reps)].encode("utf-8", "surrogatepass"))
-    start, end = _units_around(new_tree, first, last_old + delta)
-    new_unit = new_src[start:end].decode("utf-8", "surrogatepass")
-    if python_compile_error(new_unit) is None:
+    start, end = _unit_around(new_tree, new_src, first, max(first, last_old + delta))
+    if _compiles(new_src[start:end]):
         return ""
-    old_unit = old_text.encode("utf-8", "surrogatepass")[start : end - delta].decode("utf-8", "surrogatepass")
-    if python_compile_error(old_unit) is None:
+    if _compiles(old_text.encode("utf-8", "surrogatepass")[start : end - delta]):
         return "the edit adds a syntax error (Python's compiler)"
     return ""
 

@@ -126,9 +126,9 @@ def predict(backend: ModelBackend, request: NextEditRequest, cancel: CancelToken
     timings["model"] = generation.prompt_ms + generation.generate_ms
     rewritten = fmt.parse(generation.text, generation.stop_reason, region.text)
     original = original_region(region, request.path, request.hunks)
-    checked = check_rewrite(
-        request.text, request.language_id, request.path, region, rewritten, original, _document_tree(request)
-    )
+    tree = _document_tree(request)
+    timings["document_tree"] = (time.monotonic() - after_model) * 1000
+    checked = check_rewrite(request.text, request.language_id, request.path, region, rewritten, original, tree)
     timings["checks"] = (time.monotonic() - after_model) * 1000
     timings["total"] = (time.monotonic() - started) * 1000
     reason = "cancelled" if generation.stop_reason == "cancelled" else checked.reason
