@@ -427,7 +427,7 @@ end
 ---------------------------------------------------------------------------------------------------
 
 local function say(msg)
-  api.nvim_echo({ { msg } }, false, {})
+  api.nvim_echo({ { msg } }, true, {})
 end
 
 --- Shows `edits` (the answer for `req`) in its buffer if they still apply to it.
