@@ -342,6 +342,29 @@ check('an edit or a move to another line dismisses; a move onto the edit keeps i
   end)
 end)
 
+check('a normal-mode edit asks after the pause; an undo does not, and leaving insert mode keeps what shows', function()
+  reset()
+  config.options.next_edit.debounce_ms = 20
+  buffer(AREA)
+  api.nvim_win_set_cursor(0, { 4, 9 })
+  vim.cmd('normal! x')
+  api.nvim_exec_autocmds('TextChanged', { buffer = 0 })
+  vim.wait(500, function()
+    return #requests > 0
+  end)
+  eq(1, #requests, 'asked after the edit')
+  answer(requests[1], vim.deepcopy(RENAME))
+  eq(5, n_marks(), 'shown')
+  api.nvim_exec_autocmds('TextChanged', { buffer = 0 }) -- as after <Esc>: the text is what it was asked for
+  eq(5, n_marks(), 'kept')
+  vim.cmd('silent normal! u')
+  api.nvim_exec_autocmds('TextChanged', { buffer = 0 })
+  eq(0, n_marks(), 'the undo dismissed it')
+  vim.wait(200)
+  eq(1, #requests, 'and asked nothing')
+  config.options.next_edit.debounce_ms = 300
+end)
+
 check('<Tab> is not taken while ghost text shows, nor when nothing is shown', function()
   reset()
   buffer({ 'x = radius', 'y = radius' })

@@ -664,8 +664,9 @@ end
 -- Autocommands
 ---------------------------------------------------------------------------------------------------
 
---- An edit: the suggestion goes (unless it is the change it was asked for), and a new one is asked after a pause.
-local function on_change(bufnr)
+--- An edit: the suggestion goes (unless it is the change it was asked for), and a new one is asked after a pause
+--- (not after an undo or redo: that would offer back what was just undone).
+local function on_change(bufnr, undo)
   local tick = api.nvim_buf_get_changedtick(bufnr)
   local st = shown[bufnr]
   if st and st.tick == tick then
@@ -678,12 +679,15 @@ local function on_change(bufnr)
     M.cancel()
   end
   M.clear(bufnr)
-  if server.get_client(bufnr) then
+  if undo then
+    M.stop_timer()
+  elseif server.get_client(bufnr) then
     M.schedule(bufnr)
   end
 end
 
---- Whether a normal-mode change is an undo or redo (asking after those would offer back what was just undone).
+--- Whether a normal-mode change is an undo or redo: its change number is not a new one. (Leaving insert mode reports
+--- the insert's changes again, with the number they already had: they were asked about while typing.)
 local max_change = {} ---@type table<integer, integer>
 local function undo_or_redo(bufnr)
   local nr = vim.fn.changenr()
@@ -704,12 +708,7 @@ function M.setup()
   api.nvim_create_autocmd('TextChanged', {
     group = group,
     callback = function(args)
-      if undo_or_redo(args.buf) then
-        M.stop_timer()
-        M.clear(args.buf)
-        return
-      end
-      on_change(args.buf)
+      on_change(args.buf, undo_or_redo(args.buf))
     end,
   })
   api.nvim_create_autocmd({ 'CursorMoved', 'CursorMovedI' }, {
