@@ -366,9 +366,9 @@ local function key_handler(bufnr, mode, lhs, names)
 end
 
 local descriptions = {
-  jump = 'fimble: jump to the next edit',
-  apply = 'fimble: apply the next edit',
-  dismiss = 'fimble: dismiss the next edit',
+  jump = 'jump to the next edit',
+  apply = 'apply the next edit',
+  dismiss = 'dismiss the next edit',
 }
 
 local function map(bufnr, st)
@@ -390,7 +390,7 @@ local function map(bufnr, st)
     local desc = {}
     for _, name in ipairs({ 'jump', 'apply', 'dismiss' }) do
       if names[name] then
-        desc[#desc + 1] = descriptions[name]:gsub('^fimble: ', '')
+        desc[#desc + 1] = descriptions[name]
       end
     end
     for _, mode in ipairs({ 'i', 'n' }) do
