@@ -456,6 +456,8 @@ def render_png(grid: _Grid, path: Path, font_size: int = 16) -> Path:
             if text and text != " ":
                 f = bold_font if attrs.get("bold") else italic_font if attrs.get("italic") else font
                 draw.text((x, y + 1), text, font=f, fill=_rgb(fg))
+            if attrs.get("strikethrough"):  # next edits strike the text they delete
+                draw.line([x, y + cell_h // 2, x + cell_w - 1, y + cell_h // 2], fill=_rgb(fg))
             if attrs.get("underline") or attrs.get("undercurl"):
                 draw.line([x, y + cell_h - 2, x + cell_w - 1, y + cell_h - 2], fill=_rgb(attrs.get("special", fg)))
     # The cursor: a bar in insert mode, a block otherwise.

@@ -2,7 +2,8 @@
 
 - builtin_0_12_spec.lua: the Neovim 0.12+ branch, with vim.lsp.inline_completion stubbed;
 - ghost_spec.lua: the extmark ghost text (0.10/0.11) against a fake LSP client;
-- server_spec.lua: where the server is started (the plugin folder, never the project) and with what.
+- server_spec.lua: where the server is started (the plugin folder, never the project) and with what;
+- next_edit_spec.lua: next-edit suggestions (the extmark plan, the keys, stale answers, one undo step).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ SPECS = sorted(p.name for p in (PLUGIN_DIR / "tests").glob("*_spec.lua"))
 
 
 def test_specs_are_found() -> None:
-    assert {"builtin_0_12_spec.lua", "ghost_spec.lua", "server_spec.lua"} <= set(SPECS)
+    assert {"builtin_0_12_spec.lua", "ghost_spec.lua", "next_edit_spec.lua", "server_spec.lua"} <= set(SPECS)
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -21,6 +21,16 @@ vim.api.nvim_create_user_command('FimbleExplain', function(args)
   end
 end, { range = true, desc = 'fimble: explain the selected lines, or the code at the cursor (floating window)' })
 
+vim.api.nvim_create_user_command('FimbleNextEdit', function(args)
+  fimble().next_edit(args.args)
+end, {
+  nargs = '?',
+  complete = function()
+    return { 'apply', 'jump', 'dismiss' }
+  end,
+  desc = 'fimble: suggest the next edit near the cursor now (apply, jump, dismiss: act on the one shown)',
+})
+
 vim.api.nvim_create_user_command('FimbleStatus', function()
   fimble().print_status()
 end, { desc = 'fimble: show the server state, model and latency' })

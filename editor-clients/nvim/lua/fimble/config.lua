@@ -56,6 +56,16 @@ M.defaults = {
     suggest = '<M-\\>',
   },
   accept_tab = false,
+  -- Next-edit suggestions (the edit you are likely to make next, a few lines away), drawn as an inline diff.
+  -- `next_edit = false` turns them off (as does the server setting `nextEdit = false`). The keys exist only
+  -- while a next edit shows (buffer-local, insert and normal mode); jump and apply may share a key: it jumps when
+  -- the cursor is not on the edit's lines, and applies when it is. A key set to false is not mapped.
+  next_edit = {
+    enabled = true,
+    -- Pause after the last edit before asking (ghost text, when it shows or is on its way, goes first).
+    debounce_ms = 300,
+    keymaps = { jump = '<Tab>', apply = '<Tab>', dismiss = '<Esc>' },
+  },
   -- Highlight group of the ghost text (default: linked to Comment).
   hl_group = 'FimbleSuggestion',
   -- Restart policy when the server is missing or exits with an error:
@@ -93,7 +103,16 @@ function M.set(user)
   if user.keymaps == false then
     opts.keymaps = {}
   end
-  for key, kind in pairs({ settings = 'table', debounce_ms = 'number', keymaps = 'table', server_args = 'table' }) do
+  if type(user.next_edit) == 'boolean' then
+    opts.next_edit = vim.tbl_extend('force', vim.deepcopy(M.defaults.next_edit), { enabled = user.next_edit })
+  end
+  for key, kind in pairs({
+    settings = 'table',
+    debounce_ms = 'number',
+    keymaps = 'table',
+    server_args = 'table',
+    next_edit = 'table',
+  }) do
     if type(opts[key]) ~= kind then
       error(('fimble.setup: option %q must be a %s, got %s'):format(key, kind, type(opts[key])), 3)
     end

@@ -34,13 +34,24 @@ end
 local function set_highlights()
   api.nvim_set_hl(0, 'FimbleSuggestion', { link = 'Comment', default = true })
   api.nvim_set_hl(0, 'FimbleSuggestionIndex', { link = 'NonText', default = true })
+  -- Deleted text: the colour scheme's DiffDelete, struck through (a link could not add the strikethrough).
+  local delete = api.nvim_get_hl(0, { name = 'DiffDelete', link = false })
+  delete.strikethrough = true
+  delete.default = true
+  api.nvim_set_hl(0, 'FimbleNextEditDelete', delete)
+  api.nvim_set_hl(0, 'FimbleNextEditInsert', { link = 'DiffAdd', default = true })
+  api.nvim_set_hl(0, 'FimbleNextEditHint', { link = 'Comment', default = true })
 end
 
 -- Public actions (usable from your own mappings). Each returns true when it did something.
 
---- Accepts the whole suggestion.
+--- Accepts the whole suggestion (and then asks for a next edit).
 function M.accept()
-  return backend().accept('all')
+  local done = backend().accept('all')
+  if done then
+    require('fimble.next_edit').after_accept()
+  end
+  return done
 end
 
 --- Accepts the next word of the suggestion.
@@ -197,6 +208,7 @@ function M.setup(opts)
   else
     require('fimble.ghost').teardown()
   end
+  require('fimble.next_edit').setup()
   set_keymaps(opts)
 
   if not opts.cmd then
@@ -330,6 +342,13 @@ function M.status_lines()
     add('install', ('%d%% %s'):format(installing.percent or 0, installing.message or ''))
   end
   add('ghost text', M.mode == 'builtin' and 'vim.lsp.inline_completion (built-in)' or 'extmarks')
+  local next_edit = require('fimble.next_edit')
+  local last = next_edit.last_result
+  add(
+    'next edit',
+    (next_edit.enabled() and 'on' or 'off')
+      .. (last and last.count == 0 and last.reason and (' (last: none, %s)'):format(last.reason) or '')
+  )
   add('enabled', tostring(config.options.enabled) .. (vim.b.fimble_disabled and ' (disabled in this buffer)' or ''))
   return lines
 end
@@ -351,11 +370,18 @@ function M.disable()
     require('fimble.ghost').teardown()
     require('fimble.ghost').setup()
   end
+  require('fimble.next_edit').teardown()
+  require('fimble.next_edit').setup()
   server.stop()
 end
 
 function M.restart()
   server.restart()
+end
+
+--- :FimbleNextEdit [apply|jump|dismiss]: ask for a next edit now, or act on the one shown.
+function M.next_edit(action)
+  return require('fimble.next_edit').command(action)
 end
 
 --- :[range]FimbleExplain
