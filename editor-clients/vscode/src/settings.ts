@@ -40,6 +40,10 @@ export interface ServerSettings {
   fallbackModel: string;
   remoteModel: string;
   promptFormat: string;
+  /** Next edits (PROTOCOL.md "Next edit"): on/off, their own model (unset: the completion model), region height. */
+  nextEdit: boolean;
+  nextEditModel: string;
+  nextEditLines: number;
   /** Documents larger than this (UTF-8 bytes) get no completions or syntax work; 0 = no limit. */
   maxDocumentBytes: number;
   /** vscode.workspace.isTrusted; never read from settings, so a workspace settings file cannot claim trust. */
@@ -71,6 +75,9 @@ export const SERVER_KEYS = [
   "fallbackModel",
   "remoteModel",
   "promptFormat",
+  "nextEdit",
+  "nextEditModel",
+  "nextEditLines",
   "maxDocumentBytes",
 ] as const;
 
@@ -100,6 +107,9 @@ export const DEFAULTS = {
   fallbackModel: "",
   remoteModel: "",
   promptFormat: "auto",
+  nextEdit: true,
+  nextEditModel: "",
+  nextEditLines: 21,
   maxDocumentBytes: 1_000_000,
 };
 
@@ -171,7 +181,7 @@ export function readServerSettings(
   onRefused?: OnRefused,
 ): ServerSettings {
   const user = <T>(key: string, fallback: T): T => userValue<T>(cfg, key, fallback);
-  const modelPath = (key: "model" | "fallbackModel"): string => {
+  const modelPath = (key: "model" | "fallbackModel" | "nextEditModel"): string => {
     const value = expandPath(String(user<string>(key, DEFAULTS[key]) ?? ""), workspaceFolder);
     const folder = value && !trust.trusted ? folderHolding(value, trust.folders, trust.serverCwd) : undefined;
     if (folder !== undefined) {
@@ -204,6 +214,9 @@ export function readServerSettings(
     fallbackModel: modelPath("fallbackModel"),
     remoteModel: String(user<string>("remoteModel", DEFAULTS.remoteModel) ?? "").trim(),
     promptFormat: String(cfg.get<string>("promptFormat", DEFAULTS.promptFormat) ?? "").trim() || DEFAULTS.promptFormat,
+    nextEdit: cfg.get<boolean>("nextEdit", DEFAULTS.nextEdit) !== false,
+    nextEditModel: modelPath("nextEditModel"),
+    nextEditLines: int(cfg.get("nextEditLines"), DEFAULTS.nextEditLines, 3),
     maxDocumentBytes: int(cfg.get("maxDocumentBytes"), DEFAULTS.maxDocumentBytes, 0),
     workspaceTrusted: trust.trusted,
   };
