@@ -32,6 +32,9 @@ export interface ServerSettings {
   /** Argument lists, run without a shell. */
   fixCheckers: string[][];
   checkerTimeoutMs: number;
+  nextEdit: boolean;
+  nextEditModel: string;
+  nextEditLines: number;
   /** Remote engines (README "For teams"): in-process llama.cpp, or a shared server. */
   backend: string;
   url: string;
@@ -68,6 +71,9 @@ export const SERVER_KEYS = [
   "fixAllowUnverified",
   "fixCheckers",
   "checkerTimeoutMs",
+  "nextEdit",
+  "nextEditModel",
+  "nextEditLines",
   "backend",
   "url",
   "apiKeyEnv",
@@ -100,6 +106,9 @@ export const DEFAULTS = {
   fixAllowUnverified: false,
   fixCheckers: [] as readonly (readonly string[])[],
   checkerTimeoutMs: 20000,
+  nextEdit: true,
+  nextEditModel: "",
+  nextEditLines: 21,
   backend: "llama.cpp",
   url: "",
   apiKeyEnv: "FIMBLE_API_KEY",
@@ -207,6 +216,9 @@ export function readServerSettings(
     fixAllowUnverified: cfg.get<boolean>("fixAllowUnverified", DEFAULTS.fixAllowUnverified) === true,
     fixCheckers: trust.trusted ? checkers(user<unknown>("fixCheckers", [])) : [],
     checkerTimeoutMs: int(cfg.get("checkerTimeoutMs"), DEFAULTS.checkerTimeoutMs, 100),
+    nextEdit: cfg.get<boolean>("nextEdit", DEFAULTS.nextEdit) !== false,
+    nextEditModel: modelPath("nextEditModel"),
+    nextEditLines: int(cfg.get("nextEditLines"), DEFAULTS.nextEditLines, 3),
     backend: BACKENDS.includes(backend) ? backend : DEFAULTS.backend,
     url: String(user<string>("url", DEFAULTS.url) ?? "").trim(),
     apiKeyEnv: String(user<string>("apiKeyEnv", DEFAULTS.apiKeyEnv) ?? "").trim() || DEFAULTS.apiKeyEnv,
