@@ -43,10 +43,6 @@ export interface ServerSettings {
   fallbackModel: string;
   remoteModel: string;
   promptFormat: string;
-  /** Next edits (PROTOCOL.md "Next edit"): on/off, their own model (unset: the completion model), region height. */
-  nextEdit: boolean;
-  nextEditModel: string;
-  nextEditLines: number;
   /** Documents larger than this (UTF-8 bytes) get no completions or syntax work; 0 = no limit. */
   maxDocumentBytes: number;
   /** vscode.workspace.isTrusted; never read from settings, so a workspace settings file cannot claim trust. */
@@ -81,9 +77,6 @@ export const SERVER_KEYS = [
   "fallbackModel",
   "remoteModel",
   "promptFormat",
-  "nextEdit",
-  "nextEditModel",
-  "nextEditLines",
   "maxDocumentBytes",
 ] as const;
 
@@ -116,9 +109,6 @@ export const DEFAULTS = {
   fallbackModel: "",
   remoteModel: "",
   promptFormat: "auto",
-  nextEdit: true,
-  nextEditModel: "",
-  nextEditLines: 21,
   maxDocumentBytes: 1_000_000,
 };
 
@@ -226,9 +216,6 @@ export function readServerSettings(
     fallbackModel: modelPath("fallbackModel"),
     remoteModel: String(user<string>("remoteModel", DEFAULTS.remoteModel) ?? "").trim(),
     promptFormat: String(cfg.get<string>("promptFormat", DEFAULTS.promptFormat) ?? "").trim() || DEFAULTS.promptFormat,
-    nextEdit: cfg.get<boolean>("nextEdit", DEFAULTS.nextEdit) !== false,
-    nextEditModel: modelPath("nextEditModel"),
-    nextEditLines: int(cfg.get("nextEditLines"), DEFAULTS.nextEditLines, 3),
     maxDocumentBytes: int(cfg.get("maxDocumentBytes"), DEFAULTS.maxDocumentBytes, 0),
     workspaceTrusted: trust.trusted,
   };
