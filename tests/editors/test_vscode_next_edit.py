@@ -5,8 +5,8 @@ The server is the real `fimble serve` with a scripted model that renames `radius
 line (the old name struck through, the new one as ghost text), Tab jumps there, Tab applies it, one Ctrl+Z undoes
 the apply and only the apply; then Esc dismisses a suggestion, and `fimble.nextEdit: false` turns them off.
 
-Needs what test_vscode_e2e.py needs (code-server, chromium, node); skips the same way. FIMBLE_SCREENSHOT_DIR, when
-set, receives vscode-next-edit.png.
+Needs what test_vscode_e2e.py needs (code-server, chromium, node); skips the same way. FIMBLE_DOCS_SCREENSHOTS (the
+README's pictures: docs/images) or FIMBLE_SCREENSHOT_DIR, when set, receives vscode-next-edit.png.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def test_vscode_next_edit_jump_apply_undo_dismiss_off(code_server: CodeServer, t
         "FIMBLE_E2E_TIMEOUT_MS": "90000",
         "FIMBLE_CHROMIUM": str(find_chromium()),
     }
-    shots = os.environ.get("FIMBLE_SCREENSHOT_DIR", "")
+    # FIMBLE_DOCS_SCREENSHOTS=docs/images regenerates the README's picture of a next edit.
+    shots = os.environ.get("FIMBLE_DOCS_SCREENSHOTS") or os.environ.get("FIMBLE_SCREENSHOT_DIR", "")
     if shots:
         env["FIMBLE_SCREENSHOT_DIR"] = str(Path(shots).resolve())
     drive = subprocess.run(["node", str(DRIVER)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -138,4 +139,6 @@ def test_vscode_next_edit_jump_apply_undo_dismiss_off(code_server: CodeServer, t
     # Turned off: nothing after an edit that paused, nothing when asked, and the server said why.
     assert not _with_decorations(ne["offAfterEdit"]), explain("a next edit with fimble.nextEdit false")
     assert not _with_decorations(ne["offAfterCommand"]), explain("a next edit shown when asked while off")
-    assert "no next edit" in ne["offMessage"], explain("the command did not say why nothing was shown")
+    assert "no next edit: next edits are turned off" in ne["offMessage"], explain("the server did not say it is off")
+    if shots:
+        assert (Path(shots) / "vscode-next-edit.png").is_file()

@@ -750,6 +750,7 @@ module.exports = {
   launchBrowser,
   loadWorkbench,
   openFile,
+  openSettingsUi,
   recordFailure,
   result,
   runCommand,

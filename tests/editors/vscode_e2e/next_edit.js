@@ -114,6 +114,45 @@ async function goTo(page, line, column) {
   await input.waitFor({ state: "hidden", timeout: T });
 }
 
+/** Turns a boolean setting off the way a person does, in the Settings editor, and waits until it is saved. */
+async function uncheck(page, key) {
+  const checkbox = page
+    .locator(`${drive.ACTIVE} .settings-editor .setting-item-contents[data-key="${key}"] .setting-value-checkbox`)
+    .first();
+  for (let attempt = 1; ; attempt++) {
+    await drive.openSettingsUi(page);
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type(`@id:${key}`, { delay: 10 });
+    try {
+      await checkbox.waitFor({ state: "visible", timeout: 15000 });
+      break;
+    } catch (error) {
+      if (attempt >= 4) {
+        throw error;
+      }
+      step("settings search missed; again", { key });
+    }
+  }
+  await checkbox.click();
+  const end = Date.now() + T;
+  for (;;) {
+    let value;
+    try {
+      value = JSON.parse(fs.readFileSync(env.FIMBLE_E2E_SETTINGS, "utf8"))[key];
+    } catch {
+      value = undefined; // being written
+    }
+    if (value === false) {
+      break;
+    }
+    if (Date.now() > end) {
+      throw new Error(`${key} was not saved as false (it is ${value})`);
+    }
+    await page.waitForTimeout(200);
+  }
+  step("setting changed", { key, value: false });
+}
+
 async function nextEditFlow(page) {
   const ne = (result.nextEdit = {});
   const editor = await drive.openFile(page, drive.FILE);
@@ -161,10 +200,9 @@ async function nextEditFlow(page) {
   step("Esc: dismissed");
 
   // Turned off: an edit that pauses draws nothing; asked for explicitly, the server says why there is nothing.
-  const settingsFile = env.FIMBLE_E2E_SETTINGS;
-  const settings = JSON.parse(fs.readFileSync(settingsFile, "utf8"));
-  fs.writeFileSync(settingsFile, JSON.stringify({ ...settings, "fimble.nextEdit": false }, null, 2));
-  await page.waitForTimeout(3000);
+  await uncheck(page, "fimble.nextEdit");
+  await page.locator(".tab", { hasText: drive.FILE }).first().click();
+  await editor.locator(".view-lines").click();
   await goTo(page, LINE + 1, 1);
   await page.keyboard.press("End");
   await page.keyboard.type(" ", { delay: 60 });
