@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -55,7 +56,15 @@ def _scripted_server(folder: Path) -> Path:
     return script
 
 
-def _with_decorations(lines: list[dict[str, object]]) -> dict[int, dict[str, object]]:
+class DrawnLine(TypedDict):
+    """A view line as the driver read it: its text, the spans struck through, the decoration text added."""
+
+    text: str
+    struck: list[str]
+    added: list[str]
+
+
+def _with_decorations(lines: list[DrawnLine]) -> dict[int, DrawnLine]:
     return {i: line for i, line in enumerate(lines) if line["struck"] or line["added"]}
 
 
