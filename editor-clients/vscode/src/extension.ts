@@ -18,6 +18,7 @@ import { Backoff } from "./backoff";
 import { FimbleLanguageClient, createClient } from "./client";
 import { ExplainPanel } from "./explainPanel";
 import { ExplanationParams } from "./explanations";
+import { NextEditController } from "./nextEditController";
 import { managedCommand } from "./install";
 import { ServerInstaller } from "./installFlow";
 import { processes } from "./installRunner";
@@ -127,14 +128,42 @@ export async function activate(context: vscode.ExtensionContext): Promise<Fimble
       ),
     );
 
+  /** The last inline completion answer: a next edit is not asked for while its ghost text shows. */
+  let lastInline: { uri: string; version: number; items: number } | undefined;
+  const nextEdit = new NextEditController({
+    client: () => manager.client,
+    enabled: (document) => {
+      const cfg = config();
+      return (
+        cfg.get<boolean>("nextEdit", true) !== false &&
+        isLanguageEnabled(document.languageId, cfg.get<string[]>("enabledLanguages"), cfg.get<boolean>("enable", true))
+      );
+    },
+    completionShowing: (document) =>
+      lastInline !== undefined &&
+      lastInline.items > 0 &&
+      lastInline.uri === document.uri.toString() &&
+      lastInline.version === document.version,
+    log: (line) => output.debug(line),
+  });
+  context.subscriptions.push(nextEdit);
+
   const middleware: LanguageClientOptions["middleware"] = {
-    provideInlineCompletionItems: (document, position, ctx, token, next) => {
+    provideInlineCompletionItems: async (document, position, ctx, token, next) => {
       const cfg = config();
       if (!isLanguageEnabled(document.languageId, cfg.get<string[]>("enabledLanguages"), cfg.get<boolean>("enable", true))) {
         return undefined;
       }
       lastCompletion = { uri: document.uri, position };
-      return next(document, position, ctx, token);
+      const version = document.version;
+      const answer = await next(document, position, ctx, token);
+      const items = Array.isArray(answer) ? answer : (answer?.items ?? []);
+      lastInline = { uri: document.uri.toString(), version, items: items.length };
+      // Accepting a completion asks for the next edit (PROTOCOL.md "Next edit").
+      for (const item of items) {
+        item.command = nextEdit.acceptCommand(item.command);
+      }
+      return answer;
     },
     // VS Code shows inline completions; the server's textDocument/completion fallback is for other editors.
     provideCompletionItem: () => undefined,

@@ -23,6 +23,7 @@ export const MACHINE_KEYS = [
   "serverArgs",
   "model",
   "fallbackModel",
+  "nextEditModel",
   "fixCheckers",
   "backend",
   "url",

@@ -167,6 +167,9 @@ test("activation registers every contributed command and starts `fimble serve` w
   for (const c of manifest.contributes.commands) {
     assert.ok(mock.recorded.commands.has(c.command), `command ${c.command} is registered`);
   }
+  for (const k of manifest.contributes.keybindings) {
+    assert.ok(mock.recorded.commands.has(k.command), `command ${k.command} (bound to ${k.key}) is registered`);
+  }
   const client = latestClient();
   assert.equal(client.id, "fimble");
   assert.deepEqual(client.serverOptions.command, "/venv/bin/fimble");
@@ -275,15 +278,21 @@ test("inline completions: off for disabled languages and when disabled; the comp
     return { items: [{ insertText: "x" }] };
   };
   const pos = new vscode.Position(0, 1);
-  assert.equal(mw.provideInlineCompletionItems({ languageId: "plaintext", uri: vscode.Uri.file("/a.txt") }, pos, {}, {}, next), undefined);
-  assert.deepEqual(mw.provideInlineCompletionItems({ languageId: "python", uri: vscode.Uri.file("/a.py") }, pos, {}, {}, next), {
-    items: [{ insertText: "x" }],
+  assert.equal(await mw.provideInlineCompletionItems({ languageId: "plaintext", uri: vscode.Uri.file("/a.txt") }, pos, {}, {}, next), undefined);
+  // An accepted completion asks for the next edit: each item carries the command that does.
+  assert.deepEqual(await mw.provideInlineCompletionItems({ languageId: "python", uri: vscode.Uri.file("/a.py") }, pos, {}, {}, next), {
+    items: [
+      {
+        insertText: "x",
+        command: { title: "fimble: next edit after this completion", command: "fimble.nextEdit.afterAccept", arguments: [undefined] },
+      },
+    ],
   });
   assert.equal(calls, 1);
   await vscode.commands.executeCommand("fimble.disable");
   assert.deepEqual(mock.recorded.configUpdates[0], { key: "fimble.enable", value: false, target: vscode.ConfigurationTarget.Global });
   assert.match(statusItem().text, /circle-slash/);
-  assert.equal(mw.provideInlineCompletionItems({ languageId: "python", uri: vscode.Uri.file("/a.py") }, pos, {}, {}, next), undefined);
+  assert.equal(await mw.provideInlineCompletionItems({ languageId: "python", uri: vscode.Uri.file("/a.py") }, pos, {}, {}, next), undefined);
   assert.equal(calls, 1);
   assert.equal(mw.provideCompletionItem({}, pos, {}, {}, next), undefined);
   await vscode.commands.executeCommand("fimble.toggle");

@@ -53,6 +53,9 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     fallbackModel: "",
     remoteModel: "",
     promptFormat: "auto",
+    nextEdit: true,
+    nextEditModel: "",
+    nextEditLines: 21,
     maxDocumentBytes: 1000000,
     workspaceTrusted: true,
   });
@@ -73,6 +76,9 @@ test("readServerSettings: defaults are the server's, keys as in PROTOCOL.md", ()
     "nCtx",
     "nGpuLayers",
     "nThreads",
+    "nextEdit",
+    "nextEditLines",
+    "nextEditModel",
     "promptCacheMb",
     "promptFormat",
     "remoteModel",
@@ -177,6 +183,15 @@ test("formatCommand quotes what needs quoting", () => {
   assert.equal(formatCommand({ command: "/a b/fimble", args: ["serve", "it's"], source: "serverPath" }), "'/a b/fimble' serve 'it'\\''s'");
 });
 
+test("readServerSettings: the next-edit settings (off, a model of their own, region height; junk: the default)", () => {
+  const s = readServerSettings(cfg({ nextEdit: false, nextEditModel: "~/models/sweep.gguf", nextEditLines: 30 }));
+  assert.equal(s.nextEdit, false);
+  assert.ok(s.nextEditModel.endsWith("/models/sweep.gguf") && !s.nextEditModel.startsWith("~"));
+  assert.equal(s.nextEditLines, 30);
+  assert.equal(readServerSettings(cfg({ nextEditLines: 1 })).nextEditLines, 21);
+  assert.equal(readServerSettings(cfg({ nextEdit: "no" })).nextEdit, true, "only false turns it off");
+});
+
 test("readServerSettings: maxDocumentBytes is sent (0 = no limit; negative or junk: the default)", () => {
   assert.equal(readServerSettings(cfg({ maxDocumentBytes: 250000 })).maxDocumentBytes, 250000);
   assert.equal(readServerSettings(cfg({ maxDocumentBytes: 0 })).maxDocumentBytes, 0);
@@ -189,6 +204,7 @@ test("readServerSettings: a workspace value of a machine-scoped setting is never
   const workspace = {
     model: "/ws/evil.gguf",
     fallbackModel: "/ws/evil2.gguf",
+    nextEditModel: "/ws/evil3.gguf",
     url: "http://evil.example",
     backend: "llama-server",
     apiKeyEnv: "AWS_SECRET_ACCESS_KEY",
@@ -200,6 +216,7 @@ test("readServerSettings: a workspace value of a machine-scoped setting is never
   const s = readServerSettings(cfg(user, workspace));
   assert.equal(s.model, "/m/user.gguf");
   assert.equal(s.fallbackModel, "");
+  assert.equal(s.nextEditModel, "");
   assert.equal(s.url, "http://gpu:8080");
   assert.equal(s.backend, "openai");
   assert.equal(s.apiKeyEnv, "FIMBLE_API_KEY");
@@ -213,7 +230,12 @@ test("readServerSettings: a workspace value of a machine-scoped setting is never
 test("readServerSettings in Restricted Mode: workspaceTrusted false, no checkers, no model from inside the workspace", () => {
   const refused: string[] = [];
   const s = readServerSettings(
-    cfg({ model: "${workspaceFolder}/models/m.gguf", fallbackModel: "/m/fallback.gguf", fixCheckers: [["ruff", "check", "{file}"]] }),
+    cfg({
+      model: "${workspaceFolder}/models/m.gguf",
+      fallbackModel: "/m/fallback.gguf",
+      nextEditModel: "/ws/models/sweep.gguf",
+      fixCheckers: [["ruff", "check", "{file}"]],
+    }),
     "/ws",
     RESTRICTED,
     (key, value, folder) => refused.push(`${key} ${value} ${folder}`),
@@ -222,7 +244,8 @@ test("readServerSettings in Restricted Mode: workspaceTrusted false, no checkers
   assert.deepEqual(s.fixCheckers, []);
   assert.equal(s.model, "");
   assert.equal(s.fallbackModel, "/m/fallback.gguf");
-  assert.deepEqual(refused, ["model /ws/models/m.gguf /ws"]);
+  assert.equal(s.nextEditModel, "");
+  assert.deepEqual(refused, ["model /ws/models/m.gguf /ws", "nextEditModel /ws/models/sweep.gguf /ws"]);
   // A relative path is the server's (its working directory is the extension's folder), `..` included.
   assert.equal(readServerSettings(cfg({ model: "../../ws/m.gguf" }), undefined, { ...RESTRICTED, serverCwd: "/x/ext" }).model, "");
   // Trusted: the same settings go through.

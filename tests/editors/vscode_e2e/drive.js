@@ -585,7 +585,8 @@ async function docsFlow(page) {
   result.statusAtEnd = await statusText(page);
 }
 
-async function main() {
+/** Headless chromium with a page for the code-server window. */
+async function launchBrowser() {
   if (!URL_) {
     throw new Error("FIMBLE_E2E_URL is not set");
   }
@@ -611,14 +612,33 @@ async function main() {
       result.console.push(msg.text().slice(0, 500));
     }
   });
-  try {
-    await page.goto(URL_, { waitUntil: "domcontentloaded", timeout: T });
-    await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: T });
-    step("workbench loaded");
+  return { context, page };
+}
 
-    // fimble's status bar item appears once the extension is active.
-    await page.locator(STATUS_ITEM).first().waitFor({ state: "visible", timeout: T });
-    step("fimble status bar item", await statusText(page));
+/** Loads the window and waits for fimble's status bar item, which appears once the extension is active. */
+async function loadWorkbench(page) {
+  await page.goto(URL_, { waitUntil: "domcontentloaded", timeout: T });
+  await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: T });
+  step("workbench loaded");
+  await page.locator(STATUS_ITEM).first().waitFor({ state: "visible", timeout: T });
+  step("fimble status bar item", await statusText(page));
+}
+
+/** Keeps what the page showed when a flow failed: the error, the status, the text, a screenshot. */
+async function recordFailure(page, error) {
+  result.error = String((error && error.stack) || error);
+  step("failed", { error: String(error && error.message) });
+  result.statusAtEnd = await statusText(page).catch(() => undefined);
+  result.editorAtFailure = await editorText(page).catch(() => undefined);
+  const shotDir = SHOTS || path.dirname(RESULT);
+  await page.screenshot({ path: path.join(shotDir, "vscode-failure.png") }).catch(() => undefined);
+  result.failureScreenshot = path.join(shotDir, "vscode-failure.png");
+}
+
+async function main() {
+  const { context, page } = await launchBrowser();
+  try {
+    await loadWorkbench(page);
     if (env.FIMBLE_E2E_MODE === "docs") {
       await docsFlow(page);
       result.ok = true;
@@ -710,13 +730,7 @@ async function main() {
     result.statusAtEnd = await statusText(page);
     result.ok = true;
   } catch (error) {
-    result.error = String((error && error.stack) || error);
-    step("failed", { error: String(error && error.message) });
-    result.statusAtEnd = await statusText(page).catch(() => undefined);
-    result.editorAtFailure = await editorText(page).catch(() => undefined);
-    const shotDir = SHOTS || path.dirname(RESULT);
-    await page.screenshot({ path: path.join(shotDir, "vscode-failure.png") }).catch(() => undefined);
-    result.failureScreenshot = path.join(shotDir, "vscode-failure.png");
+    await recordFailure(page, error);
   } finally {
     save();
     await context.close().catch(() => undefined);
@@ -724,9 +738,33 @@ async function main() {
   process.exit(result.ok ? 0 : 1);
 }
 
-main().then(() => process.exit(result.ok ? 0 : 1), (error) => {
-  result.error = String((error && error.stack) || error);
-  save();
-  process.stderr.write(result.error + "\n");
-  process.exit(2);
-});
+// Other drivers (next_edit.js) reuse the helpers and run their own flow.
+module.exports = {
+  ACTIVE,
+  FILE,
+  SHOTS,
+  T,
+  docsShot,
+  editorText,
+  goToLineEnd,
+  launchBrowser,
+  loadWorkbench,
+  openFile,
+  openSettingsUi,
+  recordFailure,
+  result,
+  runCommand,
+  save,
+  statusText,
+  step,
+  waitForStatus,
+};
+
+if (require.main === module) {
+  main().then(() => process.exit(result.ok ? 0 : 1), (error) => {
+    result.error = String((error && error.stack) || error);
+    save();
+    process.stderr.write(result.error + "\n");
+    process.exit(2);
+  });
+}

@@ -104,6 +104,124 @@ export class MarkdownString {
     this.value += s;
     return this;
   }
+  appendCodeblock(code: string, language = ""): this {
+    this.value += "\n```" + language + "\n" + code + "\n```\n";
+    return this;
+  }
+}
+
+export enum DecorationRangeBehavior {
+  OpenOpen = 0,
+  ClosedClosed = 1,
+  OpenClosed = 2,
+  ClosedOpen = 3,
+}
+export enum OverviewRulerLane {
+  Left = 1,
+  Center = 2,
+  Right = 4,
+  Full = 7,
+}
+export enum TextEditorRevealType {
+  Default = 0,
+  InCenter = 1,
+  InCenterIfOutsideViewport = 2,
+  AtTop = 3,
+}
+
+export class CancellationTokenSource {
+  private readonly cancelled = new EventEmitter<void>();
+  private isCancelled = false;
+  readonly token = {
+    isCancellationRequested: false,
+    onCancellationRequested: (l: () => void) => this.cancelled.event(l),
+  };
+  cancel(): void {
+    if (!this.isCancelled) {
+      this.isCancelled = true;
+      this.token.isCancellationRequested = true;
+      this.cancelled.fire();
+    }
+  }
+  dispose(): void {
+    this.cancelled.dispose();
+  }
+}
+
+export class WorkspaceEdit {
+  readonly edits: { uri: Uri; range: Range; text: string }[] = [];
+  replace(uri: Uri, range: Range, text: string): void {
+    this.edits.push({ uri, range, text });
+  }
+}
+
+/** A text document held in memory; `applyEdit` and `FakeTextDocument.type` change it like the editor does. */
+export class FakeTextDocument {
+  version = 1;
+  constructor(
+    readonly uri: Uri,
+    public text: string,
+    readonly languageId = "python",
+  ) {}
+  get lineCount(): number {
+    return this.text.split("\n").length;
+  }
+  lineAt(line: number): { text: string; range: Range } {
+    const text = this.text.split("\n")[line] ?? "";
+    return { text, range: new Range(line, 0, line, text.length) };
+  }
+  offsetAt(p: Position): number {
+    const lines = this.text.split("\n");
+    let at = 0;
+    for (let i = 0; i < p.line && i < lines.length; i++) {
+      at += lines[i].length + 1;
+    }
+    return at + Math.min(p.character, lines[p.line]?.length ?? 0);
+  }
+  positionAt(offset: number): Position {
+    const before = this.text.slice(0, offset).split("\n");
+    return new Position(before.length - 1, before[before.length - 1].length);
+  }
+  getText(): string {
+    return this.text;
+  }
+  /** Replaces `range` with `text` (a keystroke, a paste, an edit) and tells the listeners. */
+  replace(range: Range, text: string): void {
+    this.text = this.text.slice(0, this.offsetAt(range.start)) + text + this.text.slice(this.offsetAt(range.end));
+    this.version += 1;
+    documentChanges.fire({ document: this, contentChanges: [{ range, text }] });
+  }
+}
+
+/** An editor on a FakeTextDocument: records its decorations; setting the selection fires the selection event. */
+export class FakeTextEditor {
+  private current: Selection = new Selection(new Position(0, 0), new Position(0, 0));
+  readonly decorations = new Map<unknown, any[]>();
+  readonly revealed: Range[] = [];
+  constructor(readonly document: FakeTextDocument) {}
+  get selection(): Selection {
+    return this.current;
+  }
+  set selection(s: Selection) {
+    this.current = s;
+    selectionChanges.fire({ textEditor: this, selections: [s] });
+  }
+  setDecorations(type: unknown, ranges: any[]): void {
+    this.decorations.set(type, ranges);
+  }
+  revealRange(range: Range): void {
+    this.revealed.push(range);
+  }
+}
+
+const documentChanges = new EventEmitter<{ document: FakeTextDocument; contentChanges: unknown[] }>();
+const selectionChanges = new EventEmitter<{ textEditor: FakeTextEditor; selections: Selection[] }>();
+const activeEditorChanges = new EventEmitter<unknown>();
+
+/** Makes `editor` the active one and fires onDidChangeActiveTextEditor. */
+export function setActiveEditor(editor: FakeTextEditor | undefined): void {
+  window.activeTextEditor = editor;
+  activeEditorChanges.fire(editor);
 }
 
 export enum StatusBarAlignment {
@@ -169,6 +287,10 @@ export const recorded = {
   configUpdates: [] as { key: string; value: unknown; target: unknown }[],
   openedDocuments: [] as { language?: string; content?: string }[],
   statusMessages: [] as string[],
+  decorationTypes: [] as { options: unknown; disposed: boolean }[],
+  appliedEdits: [] as WorkspaceEdit[],
+  /** What applyEdit answers: false plays VS Code refusing an edit for a document that moved on. */
+  applyEditResult: true,
   progress: [] as { title: string; cancellable: boolean; reports: { message?: string; increment?: number }[] }[],
 };
 
@@ -242,6 +364,9 @@ export function reset(): void {
   recorded.openedDocuments.length = 0;
   recorded.statusMessages.length = 0;
   recorded.progress.length = 0;
+  recorded.decorationTypes.length = 0;
+  recorded.appliedEdits.length = 0;
+  recorded.applyEditResult = true;
   cancelListeners.dispose();
   progressCancelled = false;
   settings = {};
@@ -317,6 +442,13 @@ function outputChannel(name: string) {
 
 export const window = {
   activeTextEditor: undefined as unknown,
+  onDidChangeTextEditorSelection: selectionChanges.event,
+  onDidChangeActiveTextEditor: activeEditorChanges.event,
+  createTextEditorDecorationType(options: unknown) {
+    const type = { options, disposed: false, dispose: () => (type.disposed = true) };
+    recorded.decorationTypes.push(type);
+    return type;
+  },
   createStatusBarItem(id: string, _alignment?: StatusBarAlignment, _priority?: number): FakeStatusBarItem {
     const item: FakeStatusBarItem = {
       id,
@@ -419,7 +551,24 @@ export const workspace = {
     recorded.openedDocuments.push(options);
     return { uri: Uri.parse("untitled://doc"), ...options };
   },
-  async applyEdit(): Promise<boolean> {
+  onDidChangeTextDocument: documentChanges.event,
+  async applyEdit(edit: WorkspaceEdit): Promise<boolean> {
+    recorded.appliedEdits.push(edit);
+    if (!recorded.applyEditResult || !edit?.edits) {
+      return recorded.applyEditResult;
+    }
+    // Like VS Code: the edits of one document together, ranges against the text before any of them.
+    const editor = window.activeTextEditor as FakeTextEditor | undefined;
+    const doc = editor?.document;
+    if (doc && edit.edits.every((e) => e.uri.toString() === doc.uri.toString())) {
+      let text = doc.text;
+      for (const e of [...edit.edits].reverse()) {
+        text = text.slice(0, doc.offsetAt(e.range.start)) + e.text + text.slice(doc.offsetAt(e.range.end));
+      }
+      doc.text = text;
+      doc.version += 1;
+      documentChanges.fire({ document: doc, contentChanges: edit.edits });
+    }
     return true;
   },
 };
