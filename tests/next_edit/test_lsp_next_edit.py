@@ -15,7 +15,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
-from tests.conftest import open_doc, server_env, start_client
+from fimble.lsp.next_edit_features import fits_in_memory
+from fimble_dev.tiny_gguf import FAMILY_SPECIAL_TOKENS, TinyModelSpec, write_tiny_gguf
+from tests.conftest import inline_params, open_doc, server_env, start_client
 
 SERVER = Path(__file__).resolve().parents[1] / "next_edit_server.py"
 URI = "file:///work/demo.py"
@@ -174,3 +176,47 @@ async def test_a_real_model_answers_without_error(tiny_model: Path) -> None:
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+@pytest.mark.timeout(180)
+async def test_next_edits_run_on_their_own_model_and_a_broken_one_is_told(tiny_model: Path, tmp_path: Path) -> None:
+    """nextEditModel loads beside the completion model (it fits here) and answers next edits in its own format (a
+    Qwen-vocabulary model named like Sweep's gets the Sweep format); completions stay on the completion model. A
+    nextEditModel that cannot be loaded is a readable error for next edits only."""
+    sweep = write_tiny_gguf(
+        tmp_path / "sweep-next-edit-tiny.gguf",
+        TinyModelSpec(name="sweep-next-edit-tiny", special_tokens=FAMILY_SPECIAL_TOKENS["qwen2.5-coder"]),
+    )
+    client, _ = await start_client(model=tiny_model, init_options={"nextEditModel": str(sweep)})
+    try:
+        open_doc(client, URI, DEMO)
+        rename_param(client)
+        result = as_dict(await ask(client))
+        assert (result["model"], result["format"]) == ("sweep-next-edit-tiny", "sweep"), result
+        completion = await client.text_document_inline_completion_async(inline_params(URI, 3, 10))
+        assert completion is not None  # answered by the completion model, next to the other
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+    client, _ = await start_client(model=tiny_model, init_options={"nextEditModel": str(tmp_path / "missing.gguf")})
+    try:
+        open_doc(client, URI, DEMO)
+        rename_param(client)
+        with pytest.raises(JsonRpcException) as failed:
+            await ask(client)
+        assert "missing.gguf" in failed.value.message
+        completion = await client.text_document_inline_completion_async(inline_params(URI, 3, 10))
+        assert completion is not None
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+def test_a_model_that_does_not_fit_is_not_loaded_twice(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"\0" * 1000)
+    assert fits_in_memory(str(model), None)  # unknown: try
+    assert fits_in_memory(str(model), 1 << 40)
+    assert not fits_in_memory(str(model), 1000)
+    assert fits_in_memory(str(tmp_path / "missing.gguf"), 0)  # the load says what is wrong with it

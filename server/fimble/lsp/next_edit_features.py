@@ -188,8 +188,9 @@ class NextEditFeatures:
         timings = {phase: round(ms, 1) for phase, ms in answer.timings_ms.items()}
         timings["queue"] = round(queue_ms, 1)
         timings["request"] = round((time.monotonic() - started) * 1000, 1)
+        about = {"timingsMs": timings, "model": answer.model, "format": answer.format}
         if not answer.replacements:
-            return {**_empty(answer.reason), "timingsMs": timings}
+            return {**_empty(answer.reason), **about}
         text_document = {"uri": uri, "version": now.version}
         edits = [
             {
@@ -199,7 +200,7 @@ class NextEditFeatures:
             }
             for rep in answer.replacements
         ]
-        return {"edits": edits, "timingsMs": timings}
+        return {"edits": edits, **about}
 
 
 def _empty(reason: str) -> dict[str, Any]:

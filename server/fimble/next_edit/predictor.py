@@ -55,6 +55,7 @@ class NextEditAnswer:
     rewritten: str | None = None  # the model's region, before the checks
     format: str = ""
     generation: GenerationResult | None = None
+    model: str = ""  # the model that wrote it (nextEditModel or the completion model)
     prompt: NextEditPrompt | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -132,4 +133,6 @@ def predict(backend: ModelBackend, request: NextEditRequest, cancel: CancelToken
     timings["checks"] = (time.monotonic() - after_model) * 1000
     timings["total"] = (time.monotonic() - started) * 1000
     reason = "cancelled" if generation.stop_reason == "cancelled" else checked.reason
-    return NextEditAnswer(checked.replacements, reason, region, rewritten, fmt.name, generation, prompt, timings)
+    return NextEditAnswer(
+        checked.replacements, reason, region, rewritten, fmt.name, generation, backend.info.name, prompt, timings
+    )
