@@ -61,12 +61,17 @@ def _soak(result: dict[str, Any]) -> str:
     return _block(str(_script("soak").format_soak(result)))
 
 
+def _next_edit(result: dict[str, Any]) -> str:
+    return str(_script("bench_next_edit").table(result))
+
+
 # kind -> (section title, renderer); the order is the document's
 KINDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "big-file": ("First suggestion in a freshly opened big file (scripts/bench_big_file.py)", _big_file),
     "typing": ("Typing replays against llama-server (scripts/bench_typing.py)", _typing),
     "eval-repo": ("Repository lines, context against the cursor window alone (fimble eval --suite repo)", _eval_repo),
     "soak": ("Typing soak (scripts/soak.py)", _soak),
+    "next-edit": ("Next edits: overhead and effect on completions (scripts/bench_next_edit.py)", _next_edit),
 }
 
 
