@@ -82,7 +82,7 @@ def split_lines(text: str) -> list[str]:
     split at form feeds and Unicode separators)."""
     lines = text.split("\n")
     out = [line + "\n" for line in lines[:-1]]
-    return out + [lines[-1]] if lines[-1] else out
+    return [*out, lines[-1]] if lines[-1] else out
 
 
 def changed_identifiers(before: str, after: str) -> set[str]:
