@@ -182,6 +182,26 @@ class Settings:
         "detect.",
         env="FIMBLE_PROMPT_FORMAT",
     )
+    # -- next edit ---------------------------------------------------------------------------------------------
+    next_edit: bool = _setting(
+        True,
+        "Next-edit suggestions: the edit the user is likely to make next near the cursor, checked before it is "
+        "shown (the clients ask after an edit pauses and after an accept).",
+        env="FIMBLE_NEXT_EDIT",
+    )
+    next_edit_model: str | None = _setting(
+        None,
+        "A .gguf for next edits only (e.g. Sweep Next-Edit); unset = the completion model. When both do not fit in "
+        "memory, the completion model serves both.",
+        env="FIMBLE_NEXT_EDIT_MODEL",
+    )
+    next_edit_lines: int = _setting(
+        21,
+        "Height in lines of the editable region around the cursor a next edit may change.",
+        env="FIMBLE_NEXT_EDIT_LINES",
+        minimum=3,
+        maximum=60,
+    )
     # -- fix and explain agent ---------------------------------------------------------------------------------
     fix_max_attempts: int = _setting(
         3, "Most model attempts for one fix.", env="FIMBLE_FIX_MAX_ATTEMPTS", minimum=1, maximum=20

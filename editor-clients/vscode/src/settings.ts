@@ -32,6 +32,9 @@ export interface ServerSettings {
   /** Argument lists, run without a shell. */
   fixCheckers: string[][];
   checkerTimeoutMs: number;
+  nextEdit: boolean;
+  nextEditModel: string;
+  nextEditLines: number;
   /** Remote engines (README "For teams"): in-process llama.cpp, or a shared server. */
   backend: string;
   url: string;
@@ -64,6 +67,9 @@ export const SERVER_KEYS = [
   "fixAllowUnverified",
   "fixCheckers",
   "checkerTimeoutMs",
+  "nextEdit",
+  "nextEditModel",
+  "nextEditLines",
   "backend",
   "url",
   "apiKeyEnv",
@@ -93,6 +99,9 @@ export const DEFAULTS = {
   fixAllowUnverified: false,
   fixCheckers: [] as readonly (readonly string[])[],
   checkerTimeoutMs: 20000,
+  nextEdit: true,
+  nextEditModel: "",
+  nextEditLines: 21,
   backend: "llama.cpp",
   url: "",
   apiKeyEnv: "FIMBLE_API_KEY",
@@ -171,7 +180,7 @@ export function readServerSettings(
   onRefused?: OnRefused,
 ): ServerSettings {
   const user = <T>(key: string, fallback: T): T => userValue<T>(cfg, key, fallback);
-  const modelPath = (key: "model" | "fallbackModel"): string => {
+  const modelPath = (key: "model" | "fallbackModel" | "nextEditModel"): string => {
     const value = expandPath(String(user<string>(key, DEFAULTS[key]) ?? ""), workspaceFolder);
     const folder = value && !trust.trusted ? folderHolding(value, trust.folders, trust.serverCwd) : undefined;
     if (folder !== undefined) {
@@ -197,6 +206,9 @@ export function readServerSettings(
     fixAllowUnverified: cfg.get<boolean>("fixAllowUnverified", DEFAULTS.fixAllowUnverified) === true,
     fixCheckers: trust.trusted ? checkers(user<unknown>("fixCheckers", [])) : [],
     checkerTimeoutMs: int(cfg.get("checkerTimeoutMs"), DEFAULTS.checkerTimeoutMs, 100),
+    nextEdit: cfg.get<boolean>("nextEdit", DEFAULTS.nextEdit) !== false,
+    nextEditModel: modelPath("nextEditModel"),
+    nextEditLines: int(cfg.get("nextEditLines"), DEFAULTS.nextEditLines, 3),
     backend: BACKENDS.includes(backend) ? backend : DEFAULTS.backend,
     url: String(user<string>("url", DEFAULTS.url) ?? "").trim(),
     apiKeyEnv: String(user<string>("apiKeyEnv", DEFAULTS.apiKeyEnv) ?? "").trim() || DEFAULTS.apiKeyEnv,

@@ -8,6 +8,7 @@ it if the text changed after the fix was computed.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,6 +55,36 @@ def minimal_replacements(old: str, new: str) -> list[Replacement]:
         rep = _trim("".join(old_lines[i1:i2]), "".join(new_lines[j1:j2]), offsets[i1])
         if rep is not None:
             out.append(rep)
+    return out
+
+
+_WORDS = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def word_replacements(old: str, new: str) -> list[Replacement]:
+    """Like `minimal_replacements`, but each changed line is split further at word boundaries, so that renaming a
+    word used twice on a line is two small replacements, not one covering the text between them."""
+    out: list[Replacement] = []
+    for rep in minimal_replacements(old, new):
+        # Widen to whole words first: the character trim may have split one ("radius" -> "r" keeps the "r").
+        start, end = rep.start, rep.end
+        while start > 0 and _is_word(old[start - 1]):
+            start -= 1
+        while end < len(old) and _is_word(old[end]):
+            end += 1
+        text = old[start : rep.start] + rep.text + old[rep.end : end]
+        a, b = _WORDS.findall(old[start:end]), _WORDS.findall(text)
+        offsets = [start]
+        for token in a:
+            offsets.append(offsets[-1] + len(token))
+        matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag != "equal":
+                out.append(Replacement(offsets[i1], offsets[i2], "".join(b[j1:j2])))
     return out
 
 

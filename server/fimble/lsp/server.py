@@ -67,6 +67,7 @@ from fimble.lsp.convert import (
     structure,
     to_plain,
 )
+from fimble.lsp.next_edit_features import COPILOT_INLINE_EDIT, NEXT_EDIT, NextEditFeatures
 from fimble.lsp.protocol import FimbleProtocol, fail_fast_converter
 from fimble.lsp.warmup import WarmUps
 from fimble.model.backend import ModelBackend
@@ -126,6 +127,7 @@ class FimbleServer(LanguageServer):
         self.cache = CompletionCache()
         self.context_engine: ContextEngine | None = None  # created in `initialized`, once the root is known
         self.agent = AgentFeatures(self)  # diagnostics, code actions, fixes and explanations
+        self.next_edit = NextEditFeatures(self)  # the edit history, next-edit requests and their model
         self._active_uri: str | None = None
         # Idle-time work: warming where the user is, finishing cut requests, preparing accepts (lsp/warmup.py).
         self.warmups = WarmUps(self.runtime, self.cache.put)
@@ -222,6 +224,7 @@ class FimbleServer(LanguageServer):
         """What must not outlive the connection: running generations are told to stop, fix checkers and their
         temporary worktrees go, and the index is saved. Nothing here waits for the model: the process exits next."""
         self.runtime.cancel_all()
+        self.next_edit.close()
         close_all_sandboxes()
         engine = self.context_engine
         if engine is not None:
@@ -267,6 +270,7 @@ class FimbleServer(LanguageServer):
         """(Re)load the model, reporting $/progress when the client supports it."""
         self.loop = asyncio.get_running_loop()
         future = self.runtime.load(self.settings)
+        self.next_edit.load(self.settings)  # its own model, when nextEditModel names one that fits
         self._load_queued.set()
         if self._active_uri is not None:  # a new model starts with an empty KV cache: warm where the user is
             self.schedule_warm(self._active_uri)
@@ -346,6 +350,7 @@ class FimbleServer(LanguageServer):
         if self.context_engine is not None:
             self.context_engine.forget(uri)  # syntax tree, arrangements, sources' answers, jobs (see forget)
         self.agent.forget(uri)  # diagnostics (cleared in the editor) and their timer, fix/explain tokens
+        self.next_edit.forget(uri)  # its recent edits in the history
 
     def close_document(self, uri: str) -> None:
         doc = self.store.close(uri)
@@ -393,7 +398,7 @@ class FimbleServer(LanguageServer):
             context=self.context_engine,
         )
 
-    async def _await_load_queued(self) -> None:
+    async def await_load_queued(self) -> None:
         try:
             await asyncio.wait_for(self._load_queued.wait(), timeout=60)
         except TimeoutError:
@@ -414,7 +419,7 @@ class FimbleServer(LanguageServer):
             return None
         if not self._load_queued.is_set():
             sent_for = doc.text
-            await self._await_load_queued()
+            await self.await_load_queued()
             doc = self.document(uri)
             if doc.text is not sent_for:  # edits replace the text
                 return None
@@ -430,6 +435,7 @@ class FimbleServer(LanguageServer):
             return doc, offset, cached
         request = self.completion_request(doc, offset)
         serial = self.warmups.request_started(uri, offset)  # a real request beats warming
+        self.next_edit.yield_to_completion()  # ... and a next edit: ghost text never waits behind one
         cancel = self.runtime.token_for(uri, self.settings.time_budget_ms)
         candidates = INVOKED_CANDIDATES if invoked else 1
         self.notify_status("generating", "generating")
@@ -556,7 +562,7 @@ class FimbleServer(LanguageServer):
         self.warmups.answered(request, result, serial)
 
     async def debug_prompt(self, uri: str, position: types.Position) -> dict[str, Any]:
-        await self._await_load_queued()
+        await self.await_load_queued()
         doc, offset = self.resolve(uri, position)
         request = self.completion_request(doc, offset)
         cancel = self.runtime.token_for(None)
@@ -622,10 +628,11 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
     # -- listeners: an open, a keystroke, a save, a close; files, settings and folders changed -----------
     # Two outside the protocol. The model's status goes to the client. The document store tells its edit
     # listeners of every open and change of a document within the size limit (and of one coming back under it),
-    # after applying it: the agent's, here, and the context engine's two (its syntax trees, its recent-edit
-    # bookkeeping), which `create_engine` attaches.
+    # after applying it: the agent's and the next-edit history's, here, and the context engine's two (its syntax
+    # trees, its recent-edit bookkeeping), which `create_engine` attaches.
     server.runtime.on_status(server.on_model_status)
     server.store.on_edit(server.agent.on_edit)  # syntax diagnostics, published after a pause in typing
+    server.store.on_edit(server.next_edit.history.on_edit)  # the recent edits a next edit follows
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: FimbleServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -740,6 +747,15 @@ def create_server(cli_overrides: dict[str, Any] | None = None, runtime: ModelRun
     @server.feature(STATS)
     def on_stats(ls: FimbleServer, params: Any) -> dict[str, Any]:
         return ls.stats(reset=field(params, "reset") is True)
+
+    # -- requests: next edits (lsp/next_edit_features.py) ------------------------------------------------
+    @server.feature(NEXT_EDIT)
+    async def on_next_edit(ls: FimbleServer, params: Any) -> dict[str, Any]:
+        return await ls.next_edit.suggest(params)
+
+    @server.feature(COPILOT_INLINE_EDIT)
+    async def on_copilot_inline_edit(ls: FimbleServer, params: Any) -> dict[str, Any]:
+        return await ls.next_edit.suggest(params)
 
     # -- requests: the agent (lsp/agent_features.py) -----------------------------------------------------
     @server.feature(

@@ -7,6 +7,7 @@ Special tokens are kept apart from text all the way to the tokenizer, so a user'
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,21 +54,31 @@ class FimFormat:
         return self.file is not None
 
     def render(self, template: str, **slots: str) -> list[Piece]:
-        """Pieces of one template with text slots filled in; unknown slots render empty."""
-        pieces: list[Piece] = []
-        pos = 0
-        for m in _PLACEHOLDER.finditer(template):
-            if m.start() > pos:
-                pieces.append(template[pos : m.start()])
-            role, slot = m.group(1), m.group(2)
-            if role is not None:
-                pieces.append(Special(self.tokens[role]))
+        return render_template(template, self.tokens, slots)
+
+
+def render_template(template: str, tokens: dict[str, str], slots: Mapping[str, str | Sequence[Piece]]) -> list[Piece]:
+    """Pieces of one template: `{{role}}` as the special token `tokens[role]`, `{slot}` as its text, or its pieces when
+    it was rendered already (unknown slots render empty). Slot values are never scanned for placeholders, so a file's
+    text cannot add a special token."""
+    pieces: list[Piece] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        if m.start() > pos:
+            pieces.append(template[pos : m.start()])
+        role, slot = m.group(1), m.group(2)
+        if role is not None:
+            pieces.append(Special(tokens[role]))
+        else:
+            value = slots.get(slot, "")
+            if isinstance(value, str):
+                pieces.append(value)
             else:
-                pieces.append(slots.get(slot, ""))
-            pos = m.end()
-        if pos < len(template):
-            pieces.append(template[pos:])
-        return merge_text(pieces)
+                pieces.extend(value)
+        pos = m.end()
+    if pos < len(template):
+        pieces.append(template[pos:])
+    return merge_text(pieces)
 
 
 def merge_text(pieces: list[Piece]) -> list[Piece]:
