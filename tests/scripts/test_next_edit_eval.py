@@ -32,8 +32,8 @@ from fimble.evaluation.next_edit_tasks import (
 )
 from fimble.evaluation.repo_sources import HELD_OUT, HELD_OUT_REPOS, TUNING
 from fimble.model.backend import CancelToken
-from fimble.next_edit.engine import NextEditAnswer, NextEditRequest, predict
-from fimble.next_edit.formats import select_next_edit_format
+from fimble.next_edit.edit_formats import select_next_edit_format
+from fimble.next_edit.predictor import NextEditAnswer, NextEditRequest, predict
 from fimble.settings import Settings
 from tests.agent.conftest import commit
 from tests.scripted import ScriptedBackend
@@ -51,13 +51,17 @@ def report(width, height):
     return value
 """
 # A parameter added, then the call a few lines below passing it: the edit a next-edit model should predict.
-GEOMETRY_2 = GEOMETRY.replace("def area(width, height):", "def area(width, height, scale):").replace(
-    "return width * height", "return width * height * scale"
-).replace("value = area(width, height)", "value = area(width, height, scale=2)")
+GEOMETRY_2 = (
+    GEOMETRY.replace("def area(width, height):", "def area(width, height, scale):")
+    .replace("return width * height", "return width * height * scale")
+    .replace("value = area(width, height)", "value = area(width, height, scale=2)")
+)
 UNITS = "".join(f"UNIT_{i} = {i}\n" for i in range(30))
 # Three changes: lines 2 and 6 (related), and line 28, too far from line 6 for the region to reach.
-UNITS_2 = UNITS.replace("UNIT_1 = 1", "UNIT_1 = 10").replace("UNIT_5 = 5", "UNIT_5 = 50").replace(
-    "UNIT_27 = 27", "UNIT_27 = 270"
+UNITS_2 = (
+    UNITS.replace("UNIT_1 = 1", "UNIT_1 = 10")
+    .replace("UNIT_5 = 5", "UNIT_5 = 50")
+    .replace("UNIT_27 = 27", "UNIT_27 = 270")
 )
 
 

@@ -1,5 +1,5 @@
 """`fimble eval --suite next-edit`: next-edit predictions on edits mined from git history, through the engine the
-server runs (`fimble.next_edit.engine.predict`: region, prompt, one greedy rewrite, checks).
+server runs (`fimble.next_edit.predictor.predict`: region, prompt, one greedy rewrite, checks).
 
 Each task's document is a file with the first of two related hunks applied and the cursor after it; the expected
 text has the second one applied too. Scored over the editable region the engine used: exact match of the region
@@ -40,9 +40,9 @@ from fimble.evaluation.pipeline_runner import Engine
 from fimble.evaluation.report import ALL, CONFIDENCE, RESAMPLES, bootstrap_mean, groups_of
 from fimble.model.backend import CancelToken
 from fimble.next_edit.checks import check_rewrite, refusal
-from fimble.next_edit.engine import NextEditAnswer, NextEditRequest, predict
-from fimble.next_edit.history import Hunk
+from fimble.next_edit.predictor import NextEditAnswer, NextEditRequest, predict
 from fimble.next_edit.prompt import original_region
+from fimble.next_edit.recent_edits import Hunk
 from fimble.next_edit.region import Region, editable_region
 from fimble.settings import Settings
 from fimble.syntax.error_nodes import count_errors
