@@ -13,6 +13,7 @@ from pathlib import Path
 import git
 import pytest
 
+import fimble
 from fimble.evaluation.next_edit_harness import (
     Prepared,
     build,
@@ -21,7 +22,7 @@ from fimble.evaluation.next_edit_harness import (
     prepare,
     run_suite,
 )
-from fimble.evaluation.next_edit_sources import RELEASES, History, release_history
+from fimble.evaluation.next_edit_sources import RELEASES, History, default_histories, release_history
 from fimble.evaluation.next_edit_tasks import (
     NEARBY,
     SHARES_IDENTIFIER,
@@ -228,7 +229,12 @@ def test_a_release_history_is_one_commit_per_source_distribution(
     assert git.Repo(root).head.commit.hexsha == head
 
 
-def test_the_held_out_release_histories_end_at_the_pinned_versions() -> None:
+def test_the_default_histories() -> None:
+    """Tuning: fimble's own history, from the checkout it runs from; held-out: release histories ending at the
+    versions the repository suite pins."""
+    (tuning,) = default_histories(TUNING)
+    assert (tuning.name, tuning.split) == ("fimble", TUNING)
+    assert tuning.root == Path(fimble.__file__).resolve().parents[2] and (tuning.root / ".git").exists()
     assert set(RELEASES) == {r.dist for r in HELD_OUT_REPOS}
     for repo in HELD_OUT_REPOS:
         assert RELEASES[repo.dist][-1] == repo.version and len(RELEASES[repo.dist]) >= 3
