@@ -15,6 +15,7 @@ import pytest
 
 import fimble
 from fimble.evaluation.next_edit_harness import (
+    Predict,
     Prepared,
     build,
     build_report,
@@ -124,7 +125,7 @@ def test_mining_a_repository_keeps_source_with_a_grammar_only(project: git.Repo)
     assert len(sample(tasks, 1, 0)) == 1
 
 
-def _oracle(tasks: list[Prepared]) -> tuple[list[str], object]:
+def _oracle(tasks: list[Prepared]) -> tuple[list[str], Predict]:
     """A predictor whose scripted model writes, in the engine's own format, exactly the expected region."""
     by_place = {(p.task.path, p.task.text, p.task.offset): p for p in tasks}
     formats: list[str] = []
