@@ -201,8 +201,7 @@ def build(
         if names.count(history.name) > 1:
             raise NextEditTaskError(f"Two next-edit repositories are both named {history.name!r}.")
         mined = mine_repository(history.root, history.name, history.split, max_commits=max_commits)
-        by_id = {t.task_id: t for t in mined}  # a pair found twice (the same change in two commits) counts once
-        reachable = [p for t in by_id.values() if (p := prepare(t, settings.next_edit_lines)) is not None]
+        reachable = [p for t in mined if (p := prepare(t, settings.next_edit_lines)) is not None]
         drawn = sample([p.task for p in reachable], per_repo, seed)
         index = {p.task.task_id: p for p in reachable}
         groups.append([index[t.task_id] for t in drawn])
@@ -213,7 +212,7 @@ def build(
                 "source": history.source,
                 "path": str(history.root),
                 "head": Git(history.root).head(),
-                "pairs": len(by_id),
+                "pairs": len(mined),
                 "reachable": len(reachable),
             }
         )
