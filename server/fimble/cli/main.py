@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--markdown", action="store_true", help="with --settings: the settings table of the docs")
     add_setting_flags(doctor)
 
-    evaluate = sub.add_parser("eval", help="measure completion quality (HumanEval infilling, repository lines)")
+    evaluate = sub.add_parser(
+        "eval", help="measure completion quality (HumanEval infilling, repository lines, next edits)"
+    )
     add_eval_arguments(evaluate)
     add_setting_flags(evaluate)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("humaneval-single", "humaneval-multi", "repo")
+SUITES = ("humaneval-single", "humaneval-multi", "repo", "next-edit")
 REPO_SETS = ("tuning", "held-out", "all")  # the keys of repo_sources.REPO_SETS (not imported: heavy)
 
 
@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suite",
         default=None,
-        help=f"comma list of {', '.join(SUITES)} (default: the HumanEval suites when --humaneval is given, and repo)",
+        help=f"comma list of {', '.join(SUITES)} (default: the HumanEval suites when --humaneval is given, and repo; "
+        "next-edit: the edit after an edit, on pairs of related hunks mined from git history)",
     )
     parser.add_argument(
         "--humaneval",
@@ -36,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to choose the split (repeatable)",
     )
     parser.add_argument("--repo-cache", metavar="DIR", help="where fetched source distributions are unpacked")
+    parser.add_argument(
+        "--next-edit-repo",
+        metavar="[SPLIT:]PATH",
+        action="append",
+        help="next-edit tasks: a local git repository to mine instead of --repos (fimble's own history for tuning, "
+        "the held-out packages' release histories built from their sdists); prefix held-out: for that split "
+        "(repeatable)",
+    )
     parser.add_argument("--limit", type=int, metavar="N", help="at most N tasks per suite (drawn with --seed)")
     parser.add_argument(
         "--per-repo", type=int, metavar="N", help="repository tasks: N from each repository (instead of --limit)"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from fimble import __version__
 from fimble.completion.pipeline import Completion
 from fimble.errors import SettingsError
-from fimble.evaluation import humaneval, repo_sources, repo_tasks
+from fimble.evaluation import humaneval, next_edit_harness, repo_sources, repo_tasks
 from fimble.evaluation.cli import SUITES
 from fimble.evaluation.metrics import edit_similarity, exact_match, first_line, mean, rounded
 from fimble.evaluation.pipeline_runner import Engine
@@ -449,9 +449,22 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         modes = [parse_mode(spec, settings) for spec in specs]
         modes = list({label: mode for label, mode in modes}.items())  # each setting once
 
+    next_edit = None
+    report_next_edit: dict[str, Any] = {}
+    if next_edit_harness.SUITE in suites:
+        histories = next_edit_harness.histories_of(args)
+        next_edit = next_edit_harness.build(histories, settings, args.limit, args.per_repo, args.seed)
+        for repo in next_edit.repositories:
+            progress(f"next-edit tasks from {repo['repo']} ({repo['split']}, {repo['source']}): {repo['pairs']} pairs "
+                     f"of hunks, {repo['reachable']} within the editable region, {repo['drawn']} drawn")  # fmt: skip
+
     checkpoint = Checkpoint(Path(f"{args.out}.partial.jsonl") if args.out and repo_list else None, args.resume)
     started = time.monotonic()
-    engine = Engine(settings, Path(args.memo) if args.memo else None)
+    # A run of the next-edit suite alone loads only the model that suite uses.
+    alone = suites == [next_edit_harness.SUITE]
+    engine = Engine(
+        next_edit_harness.model_settings(settings) if alone else settings, Path(args.memo) if args.memo else None
+    )
     results: list[SuiteResult] = []
     try:
         progress(
@@ -466,6 +479,8 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
                     checkpoint,
                 )  # fmt: skip
                 results.append(run)
+        if next_edit is not None:
+            report_next_edit = next_edit_harness.run_with(engine, next_edit, settings, args.seed, progress)
     finally:
         engine.close()
 
@@ -496,7 +511,11 @@ def run_eval(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         "results": [r.to_json() for r in results],
         "repo_context_vs_none": versus,
     }
-    print(format_table(results))
+    if results:
+        print(format_table(results))
+    if next_edit is not None:
+        report["next_edit"] = report_next_edit
+        print(next_edit_harness.format_report(report_next_edit["report"]))
     if versus is not None:
         print(
             f"repo: context made the true line likelier on {versus['likelier']} tasks and less likely on "
