@@ -270,3 +270,18 @@ def test_the_incremental_syntax_check_matches_a_fresh_parse() -> None:
         ).reason
         == ""
     )
+
+
+def test_a_rewrite_of_a_shifted_window_is_dropped() -> None:
+    """A model that lost its place writes the region moved down (its first lines gone, the lines after it copied)
+    or up: not an edit of the region, whatever the diff says."""
+    text = "".join(f"value_{i} = compute({i})\n" for i in range(60))
+    region = editable_region(text, text.index("value_30"), 21)
+    lines = text.splitlines(keepends=True)
+    down = "".join(lines[region.first_line + 3 : region.last_line + 4])
+    up = "".join(lines[region.first_line - 3 : region.last_line - 2])
+    for shifted_window in (down, up):
+        reason = check_rewrite(text, "python", "v.py", region, shifted_window).reason
+        assert "more than the region" in reason
+    edited = region.text.replace("compute(31)", "compute(31, fast=True)")
+    assert check_rewrite(text, "python", "v.py", region, edited).reason == ""

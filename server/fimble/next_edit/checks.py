@@ -24,6 +24,8 @@ from fimble.syntax.grammars import get_parser
 
 MIN_SIMILARITY = 0.5  # below this the answer is not an edit of the region
 WHOLE_REGION_MIN_LINES = 3  # a one- or two-line region may well change on every line
+MAX_ADDED_LINES = 12  # a next edit adds a statement or two, not a page
+SHIFT_LINES = 3  # this many of the region's neighbours copied at one end: the model wrote a shifted window
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,22 @@ def refusal(text: str, language_id: str, path: str, region: Region) -> str:
     if grammar_name(language_id, path) is None:
         return f"no grammar for {language_id or 'this language'}: an edit could not be checked"
     return too_large(region)
+
+
+def _ran_past(text: str, region: Region, rewritten: str) -> bool:
+    """Whether the rewrite holds, near its end, the lines that follow the region in the file (or, near its start,
+    those before it): the model lost its place and wrote the window shifted, which a diff would show as a deletion
+    at one end and a copy of the neighbours at the other."""
+    new_lines = rewritten.split("\n")
+    below = [line for line in text[region.end :].split("\n")[: SHIFT_LINES + 1] if line.strip()][:SHIFT_LINES]
+    if len(below) == SHIFT_LINES and _has_run(new_lines[-MAX_ADDED_LINES:], below):
+        return True
+    above = [line for line in text[: region.start].split("\n")[-SHIFT_LINES - 2 :] if line.strip()][-SHIFT_LINES:]
+    return len(above) == SHIFT_LINES and _has_run(new_lines[:MAX_ADDED_LINES], above)
+
+
+def _has_run(lines: list[str], run: list[str]) -> bool:
+    return any(lines[i : i + len(run)] == run for i in range(len(lines) - len(run) + 1))
 
 
 def _kept_lines(old: str, new: str) -> int:
@@ -62,7 +80,7 @@ def check_rewrite(
     old = region.text
     if rewritten == old:
         return Checked([], "the model wrote the region unchanged")
-    if rewritten.count("\n") > 2 * old.count("\n") + 10:
+    if rewritten.count("\n") > old.count("\n") + MAX_ADDED_LINES or _ran_past(text, region, rewritten):
         return Checked([], "the model wrote more than the region (it repeated it or went on past it)")
     if word_similarity(old, rewritten) < MIN_SIMILARITY:
         return Checked([], "the model's answer is not an edit of the region (it shares too little with it)")
