@@ -53,6 +53,7 @@ class ScriptedBackend:
     add_bos: bool = False
     delay_s: float = 0.0  # per streamed chunk, to make time budgets and cancellation observable
     repeat_last: bool = True  # keep giving the last answer once the script runs out
+    name: str = "scripted"  # general.name, which some prompt formats are chosen by (Sweep's, Zeta's)
     calls: list[Call] = field(default_factory=list)
     closed: bool = False
 
@@ -61,7 +62,7 @@ class ScriptedBackend:
         self._names = {i: text for text, i in self._vocab.items()}
         self.info = ModelInfo(
             path="scripted",
-            name="scripted",
+            name=self.name,
             architecture="scripted",
             format=format_by_name("prefix-only"),
             n_ctx=self.n_ctx,

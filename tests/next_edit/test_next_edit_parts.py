@@ -123,13 +123,11 @@ def test_formats_are_chosen_from_the_models_tokens_and_name() -> None:
     assert {f.name for f in all_next_edit_formats()} == {"generic", "sweep", "zeta"}
     plain = ScriptedBackend()
     assert select_next_edit_format(plain).name == "generic"
-    sweep = ScriptedBackend(specials=("<|file_sep|>", "<|fim_prefix|>", "<|endoftext|>"))
-    assert select_next_edit_format(sweep).name == "generic"  # a Qwen coder is not a Sweep model by its tokens alone
-    object.__setattr__(sweep.info, "name", "sweep-next-edit-1.5B")
+    qwen = ScriptedBackend(specials=("<|file_sep|>", "<|fim_prefix|>", "<|endoftext|>"))
+    assert select_next_edit_format(qwen).name == "generic"  # a Qwen coder is not a Sweep model by its tokens alone
+    sweep = ScriptedBackend(specials=("<|file_sep|>", "<|fim_prefix|>", "<|endoftext|>"), name="sweep-next-edit-1.5B")
     assert select_next_edit_format(sweep).name == "sweep"
-    zeta = ScriptedBackend()
-    object.__setattr__(zeta.info, "name", "zeta-Q4_K_M")
-    assert select_next_edit_format(zeta).name == "zeta"
+    assert select_next_edit_format(ScriptedBackend(name="zeta-Q4_K_M")).name == "zeta"
 
 
 @pytest.mark.parametrize("name", ["generic", "sweep", "zeta"])
@@ -285,3 +283,24 @@ def test_a_rewrite_of_a_shifted_window_is_dropped() -> None:
         assert "more than the region" in reason
     edited = region.text.replace("compute(31)", "compute(31, fast=True)")
     assert check_rewrite(text, "python", "v.py", region, edited).reason == ""
+
+
+def test_a_model_not_trained_for_next_edits_must_follow_the_users_edits() -> None:
+    """The generic format's gate: a base model's edit is shown only when it takes away or brings in a name the
+    user's last edits did; a trained model's (Sweep) is shown on the checks alone."""
+    text = DEMO.replace("area(radius)", "area(r)")
+    hunks = (Hunk("demo.py", 3, "def area(radius):\n", "def area(r):\n"),)
+    request = NextEditRequest(text, text.index("(r)") + 2, "python", "demo.py", hunks, Settings())
+    unrelated = text.replace("math.pi", "math.tau / 2")
+    for backend, shown in ((ScriptedBackend(), False), (ScriptedBackend(specials=SWEEP, name="sweep-ne"), True)):
+        fmt = select_next_edit_format(backend)
+        backend.answers = [fmt.answer_for(unrelated)]
+        got = predict(backend, request, CancelToken())
+        assert bool(got.replacements) is shown, (fmt.name, got.reason)
+        if not shown:
+            assert got.reason == "the edit does not follow the user's recent edits"
+        backend.answers = [fmt.answer_for(text.replace("radius", "r"))]
+        assert predict(backend, request, CancelToken()).replacements  # the rename followed: shown by both
+
+
+SWEEP = ("<|file_sep|>", "<|fim_prefix|>", "<|endoftext|>")

@@ -40,7 +40,8 @@ from fimble.evaluation.pipeline_runner import Engine
 from fimble.evaluation.report import ALL, CONFIDENCE, RESAMPLES, bootstrap_mean, groups_of
 from fimble.model.backend import CancelToken
 from fimble.next_edit.checks import check_rewrite, refusal
-from fimble.next_edit.predictor import NextEditAnswer, NextEditRequest, predict
+from fimble.next_edit.edit_formats import next_edit_format_by_name
+from fimble.next_edit.predictor import NextEditAnswer, NextEditRequest, followed_names, predict
 from fimble.next_edit.prompt import original_region
 from fimble.next_edit.recent_edits import Hunk
 from fimble.next_edit.region import Region, editable_region
@@ -89,15 +90,20 @@ def request_for(task: NextEditTask, settings: Settings) -> NextEditRequest:
     )
 
 
-def perfect_reason(prepared: Prepared) -> str:
+def perfect_reason(prepared: Prepared, format_name: str = "") -> str:
     """Why the engine would drop even a perfect rewrite of the region (empty when it would show it): the checks'
-    verdict on the expected region, as the engine reaches it."""
+    verdict on the expected region, as the engine reaches it with the model's prompt format (`format_name`)."""
     task, region = prepared.task, prepared.region
     refused = refusal(task.text, task.language_id, task.path, region)
     if refused:
         return refused
-    original = original_region(region, task.path, history_of(task))
-    checked = check_rewrite(task.text, task.language_id, task.path, region, prepared.expected_region, original)
+    history = history_of(task)
+    original = original_region(region, task.path, history)
+    must_follow = bool(format_name) and next_edit_format_by_name(format_name).must_follow
+    follows = followed_names(history) if must_follow else None
+    checked = check_rewrite(
+        task.text, task.language_id, task.path, region, prepared.expected_region, original, follows=follows
+    )
     return checked.reason
 
 
@@ -126,7 +132,7 @@ def score(prepared: Prepared, answer: NextEditAnswer) -> dict[str, Any]:
         before = syntax_errors(task.text, task.language_id, task.path)
         adds_error = syntax_errors(new_text, task.language_id, task.path) > before
     generation = answer.generation
-    perfect = perfect_reason(prepared)
+    perfect = perfect_reason(prepared, answer.format)
     return {
         "task_id": task.task_id,
         "repo": task.repo,

@@ -9,6 +9,7 @@ document twice): runs on the model worker, after generation.
 from __future__ import annotations
 
 import difflib
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from fimble.syntax.grammars import get_parser
 
 MIN_SIMILARITY = 0.5  # below this the answer is not an edit of the region
 WHOLE_REGION_MIN_LINES = 3  # a one- or two-line region may well change on every line
+_NAME = re.compile(r"[A-Za-z_]\w*")
 MAX_ADDED_LINES = 12  # a next edit adds a statement or two, not a page
 SHIFT_LINES = 3  # this many of the region's neighbours copied at one end: the model wrote a shifted window
 
@@ -60,6 +62,16 @@ def _has_run(lines: list[str], run: list[str]) -> bool:
     return any(lines[i : i + len(run)] == run for i in range(len(lines) - len(run) + 1))
 
 
+def _names(text: str) -> set[str]:
+    return set(_NAME.findall(text))
+
+
+def changed_names(before: str, after: str) -> frozenset[str]:
+    """The names an edit took away or brought in (a rename's old and new name, an added field's name)."""
+    old, new = _names(before), _names(after)
+    return frozenset(old ^ new)
+
+
 def _kept_lines(old: str, new: str) -> int:
     kept = set(new.split("\n"))
     return sum(1 for line in old.split("\n") if line.strip() and line in kept)
@@ -73,6 +85,7 @@ def check_rewrite(
     rewritten: str | None,
     original: str | None = None,
     old_tree: tree_sitter.Tree | None = None,
+    follows: frozenset[str] | None = None,
 ) -> Checked:
     """The edits that turn `region` into `rewritten`, offset into `text`, if the rewrite passes every check."""
     if rewritten is None:
@@ -89,6 +102,8 @@ def check_rewrite(
     if original is not None and original != old and rewritten == original:
         return Checked([], "the edit would undo the user's last edit")
     local = word_replacements(old, rewritten)
+    if follows is not None and not any((_names(old[r.start : r.end]) | _names(r.text)) & follows for r in local):
+        return Checked([], "the edit does not follow the user's recent edits")
     reps = shifted(local, region.start)
     new_text = apply_replacements(text, reps)
     reason = added_syntax_error(text, new_text, reps, language_id, path, old_tree)

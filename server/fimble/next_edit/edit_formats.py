@@ -30,6 +30,9 @@ class NextEditFormat:
     strip: tuple[str, ...] = ()
     start_of_file: str = ""
     add_bos: bool | None = None
+    # A model not trained for next edits (the generic format) guesses; its edit is shown only when it follows the
+    # user's: it takes away or brings in a name one of the last edits took away or brought in.
+    must_follow: bool = False
     _match: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -77,6 +80,7 @@ def _from_toml(filename: str, data: dict[str, Any]) -> NextEditFormat:
         strip=tuple(tpl.get("strip", ())),
         start_of_file=tpl.get("start_of_file", ""),
         add_bos=tpl.get("add_bos"),
+        must_follow=bool(tpl.get("must_follow", False)),
         _match={"priority": data.get("priority", 0), **data.get("match", {})},
     )
 

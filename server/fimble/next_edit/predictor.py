@@ -13,7 +13,7 @@ import tree_sitter
 from fimble.agent.edits import Replacement
 from fimble.context.source_types import ContextQuery
 from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
-from fimble.next_edit.checks import check_rewrite, refusal
+from fimble.next_edit.checks import changed_names, check_rewrite, refusal
 from fimble.next_edit.edit_formats import select_next_edit_format, with_newline
 from fimble.next_edit.prompt import NextEditPrompt, build_prompt, original_region
 from fimble.next_edit.recent_edits import Hunk
@@ -33,6 +33,7 @@ CONTEXT_SHARE = 8  # at most 1/8 of the context window for passages
 CONTEXT_DEADLINE_S = 0.05
 # Room to write: the region's own tokens, half as many again (an added line or two), and some slack.
 ANSWER_SLACK_TOKENS = 24
+FOLLOWED_HUNKS = 3  # the last edits a model not trained for next edits must follow
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ def _passages(request: NextEditRequest, region: Region, backend: ModelBackend) -
     return found.snippets
 
 
+def followed_names(hunks: tuple[Hunk, ...]) -> frozenset[str]:
+    """What the user's last edits renamed, added or removed, by name."""
+    return frozenset().union(*(changed_names(h.before, h.after) for h in hunks[-FOLLOWED_HUNKS:]))
+
+
 def _document_tree(request: NextEditRequest) -> tree_sitter.Tree | None:
     """The open document's own syntax tree, kept up to date by the context engine (None: the checks parse)."""
     engine = request.context
@@ -129,7 +135,8 @@ def predict(backend: ModelBackend, request: NextEditRequest, cancel: CancelToken
     original = original_region(region, request.path, request.hunks)
     tree = _document_tree(request)
     timings["document_tree"] = (time.monotonic() - after_model) * 1000
-    checked = check_rewrite(request.text, request.language_id, request.path, region, rewritten, original, tree)
+    follows = followed_names(request.hunks) if fmt.must_follow else None
+    checked = check_rewrite(request.text, request.language_id, request.path, region, rewritten, original, tree, follows)
     timings["checks"] = (time.monotonic() - after_model) * 1000
     timings["total"] = (time.monotonic() - started) * 1000
     reason = "cancelled" if generation.stop_reason == "cancelled" else checked.reason
