@@ -17,6 +17,10 @@ from fimble.prompt.formats import FimFormat, Piece, Special
 
 T = TypeVar("T")
 
+# Prompt tokens per batch for work nobody waits on (warm-ups, next edits): a keystroke's request that cancels it
+# waits for at most one such batch.
+BACKGROUND_BATCH = 128
+
 StopReason = Literal["eos", "stop", "length", "cancelled", "deadline", "context"]
 
 
@@ -80,6 +84,9 @@ class GenerationParams:
     # from this one. An engine whose KV cache cannot go back to any prefix (sliding-window layers) keeps a state
     # there; the others ignore it.
     boundaries: tuple[int, ...] = ()
+    # Prompt tokens evaluated between two looks at the cancel token (None: the engine's batch). Background work (a
+    # next edit) takes small batches, so a keystroke's completion that cancels it waits for at most one.
+    batch: int | None = None
 
 
 @dataclass

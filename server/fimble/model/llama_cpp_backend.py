@@ -20,6 +20,7 @@ import numpy as np
 
 from fimble.errors import ContextOverflowError, ModelError
 from fimble.model.backend import (
+    BACKGROUND_BATCH,
     CancelToken,
     GenerationParams,
     GenerationResult,
@@ -199,9 +200,8 @@ class LlamaCppBackend:
             )
         t0 = time.monotonic()
         reused = self._reuse_prefix(prompt)
-        if not self._feed(
-            prompt[reused:], llm.n_batch, lambda: cancel.cancelled or cancel.expired(), params.boundaries
-        ):
+        batch = min(llm.n_batch, params.batch) if params.batch else llm.n_batch
+        if not self._feed(prompt[reused:], batch, lambda: cancel.cancelled or cancel.expired(), params.boundaries):
             # The cache now holds a valid prefix of this prompt; the next request reuses it.
             return GenerationResult(
                 "", "cancelled" if cancel.cancelled else "deadline", len(prompt), reused, 0,
@@ -390,7 +390,7 @@ class LlamaCppBackend:
             return 0
         before = self._reuse_prefix(prompt)
         # Small batches: a keystroke's request waits for at most one of them before it takes over the worker.
-        self._feed(prompt[before:], min(self._llm.n_batch, 128), lambda: cancel.cancelled, boundaries)
+        self._feed(prompt[before:], min(self._llm.n_batch, BACKGROUND_BATCH), lambda: cancel.cancelled, boundaries)
         return self._llm.n_tokens - before
 
     def _feed(

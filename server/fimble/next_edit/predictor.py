@@ -12,7 +12,7 @@ import tree_sitter
 
 from fimble.agent.edits import Replacement
 from fimble.context.source_types import ContextQuery
-from fimble.model.backend import CancelToken, GenerationParams, GenerationResult, ModelBackend
+from fimble.model.backend import BACKGROUND_BATCH, CancelToken, GenerationParams, GenerationResult, ModelBackend
 from fimble.next_edit.checks import changed_names, check_rewrite, refusal
 from fimble.next_edit.edit_formats import select_next_edit_format, with_newline
 from fimble.next_edit.prompt import NextEditPrompt, build_prompt, original_region
@@ -127,7 +127,8 @@ def predict(backend: ModelBackend, request: NextEditRequest, cancel: CancelToken
     if prompt is None:
         reason = "the region and its instructions do not fit the model's context window"
         return NextEditAnswer([], reason, region, format=fmt.name, timings_ms=timings)
-    params = GenerationParams(max_tokens=max_tokens, temperature=0.0, stop=fmt.stops)
+    # Small prompt batches: a keystroke's completion cancels a next edit and waits for at most one of them.
+    params = GenerationParams(max_tokens=max_tokens, temperature=0.0, stop=fmt.stops, batch=BACKGROUND_BATCH)
     generation = backend.generate(prompt.ids, params, cancel)
     after_model = time.monotonic()
     timings["model"] = generation.prompt_ms + generation.generate_ms
