@@ -61,6 +61,12 @@ def _soak(result: dict[str, Any]) -> str:
     return _block(str(_script("soak").format_soak(result)))
 
 
+def _eval_next_edit(result: dict[str, Any]) -> str:
+    from fimble.evaluation.next_edit_harness import format_report
+
+    return _block(format_report(result["next_edit"]["report"]))
+
+
 def _next_edit(result: dict[str, Any]) -> str:
     return str(_script("bench_next_edit").table(result))
 
@@ -72,6 +78,7 @@ KINDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "eval-repo": ("Repository lines, context against the cursor window alone (fimble eval --suite repo)", _eval_repo),
     "soak": ("Typing soak (scripts/soak.py)", _soak),
     "next-edit": ("Next edits: overhead and effect on completions (scripts/bench_next_edit.py)", _next_edit),
+    "eval-next-edit": ("Next edits on real edits from git history (fimble eval --suite next-edit)", _eval_next_edit),
 }
 
 
