@@ -3,6 +3,7 @@ GGUF never writes a sensible edit). Everything else is the real server over stdi
 generic prompt format, the checks, the protocol.
 
     python tests/next_edit_server.py OLD NEW [ignored server arguments ...]
+    FIMBLE_SCRIPTED_DELAY_S=0.05 python tests/next_edit_server.py OLD NEW   # slow writing
 
 A next-edit request is answered with the editable region as the prompt shows it, the word OLD replaced by NEW
 everywhere in it; a completion request gets nothing.
@@ -10,6 +11,7 @@ everywhere in it; a completion request gets nothing.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -43,5 +45,7 @@ def renaming(old: str, new: str) -> Callable[[str], str]:
 
 
 if __name__ == "__main__":
-    backend = ScriptedBackend(answers=[renaming(sys.argv[1], sys.argv[2])])
+    # FIMBLE_SCRIPTED_DELAY_S: seconds per 4 characters written, to make cancellation observable.
+    delay = float(os.environ.get("FIMBLE_SCRIPTED_DELAY_S", "0"))
+    backend = ScriptedBackend(answers=[renaming(sys.argv[1], sys.argv[2])], delay_s=delay)
     create_server(runtime=ModelRuntime(factory=scripted_factory(backend))).start_io()

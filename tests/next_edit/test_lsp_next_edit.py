@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ Start = Callable[..., Awaitable[LanguageClient]]
 async def scripted() -> AsyncIterator[Start]:
     started: list[LanguageClient] = []
 
-    async def start(old: str = "radius", new: str = "r", **options: Any) -> LanguageClient:
+    async def start(old: str = "radius", new: str = "r", delay_s: float = 0.0, **options: Any) -> LanguageClient:
         client = make_test_lsp_client()
         client.set_configuration({}, section="fimble")
-        await client.start_io(sys.executable, str(SERVER), old, new, env=server_env())
+        env = server_env(FIMBLE_SCRIPTED_DELAY_S=str(delay_s))
+        await client.start_io(sys.executable, str(SERVER), old, new, env=env)
         await client.initialize_session(
             types.InitializeParams(
                 capabilities=client_capabilities("visual-studio-code"),
@@ -220,3 +222,37 @@ def test_a_model_that_does_not_fit_is_not_loaded_twice(tmp_path: Path) -> None:
     assert fits_in_memory(str(model), 1 << 40)
     assert not fits_in_memory(str(model), 1000)
     assert fits_in_memory(str(tmp_path / "missing.gguf"), 0)  # the load says what is wrong with it
+
+
+@pytest.mark.timeout(120)
+async def test_a_newer_request_or_a_completion_cancels_a_next_edit(scripted: Start) -> None:
+    """The model writes slowly (about 4 s for the region): a second next-edit request supersedes the first, a
+    completion request cancels the one in progress, and $/cancelRequest stops one; each gets RequestCancelled."""
+    client = await scripted(delay_s=0.1)
+    open_doc(client, URI, DEMO)
+    rename_param(client)
+    first = asyncio.ensure_future(ask(client))
+    await asyncio.sleep(0.5)
+    second = asyncio.ensure_future(ask(client))
+    with pytest.raises(JsonRpcException) as superseded:
+        await first
+    assert superseded.value.code == -32800
+    assert [e["text"] for e in as_dict(await second)["edits"]] == ["r", "r"]
+
+    pending = asyncio.ensure_future(ask(client))
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    await client.text_document_inline_completion_async(inline_params(URI, 3, 10))
+    with pytest.raises(JsonRpcException) as by_completion:
+        await pending
+    assert by_completion.value.code == -32800
+    assert time.monotonic() - started < 3.0  # the completion did not wait for the next edit to finish
+
+    params = {"textDocument": {"uri": URI, "version": 2}, "position": {"line": 3, "character": 10}}
+    cancelled = asyncio.ensure_future(client.protocol.send_request_async("fimble/nextEdit", params, "to-cancel"))
+    await asyncio.sleep(0.5)
+    client.protocol.notify("$/cancelRequest", types.CancelParams(id="to-cancel"))
+    with pytest.raises(JsonRpcException) as by_client:
+        await asyncio.wait_for(cancelled, 30)
+    assert by_client.value.code == -32800
+    assert as_dict(await ask(client))["edits"]  # still serving
